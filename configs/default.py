@@ -1,0 +1,42 @@
+"""Settings shared by every DPI sampling config; the other files override what differs.
+
+Paths are relative to the working directory. tau and omega are in units of the sampler's step index: the paper's
+values are for DDPM with all 1000 steps (scale them with the number of steps when respacing).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # Inputs: "synthetic" = HR faces from which the LR input is made by bicubic downsampling by `scale`;
+    # "real" = LR faces used as they are.
+    config.mode = "synthetic"
+    config.input_dir = "data/hr"
+    config.output_dir = "out/dpi"
+    config.overwrite = False  # existing outputs are kept unless True
+    # Models: directories written by `python -m dpi_jax.port` (or by train.py for a CRT). An empty crt_checkpoint
+    # samples without the corrector.
+    config.prior_checkpoint = "checkpoints/ffhq_10m"
+    config.crt_checkpoint = "checkpoints/crt_x8"
+    config.dtype = "float32"  # compute dtype of the networks: "float32" or "bfloat16"
+    # Task.
+    config.scale = 8
+    config.k = 2
+    # DPI (Algorithm 1).
+    config.tau = 300
+    config.s = 1.2
+    config.omega = 750.0
+    # Diffusion.
+    config.num_timesteps = 1000
+    config.beta_schedule = "linear"
+    config.respacing = ""  # "" (all steps), "250", "ddim20", ...
+    config.method = "ddpm"  # or "ddim"
+    config.eta = 0.0
+    config.var_type = "learned_range"
+    config.clip_denoised = True
+    # Execution.
+    config.batch_size = 4
+    config.seed = 0
+    config.grid_rows = 16  # at most this many inputs in grid.png
+    return config
