@@ -95,3 +95,69 @@ def test_dpi_step_matches_numpy(method, eta, respacing, stage):
     # float32 against float64: the x̂0 formula multiplies by up to 1/sqrt(abar) (~20 here) before clipping.
     np.testing.assert_allclose(np.asarray(got.x), want[0], atol=2e-5, err_msg="x")
     np.testing.assert_allclose(np.asarray(got.y), want[1], atol=2e-5, err_msg="y")
+
+
+# ------------------------------------------------------------------------------ the loop, with toy Flax modules
+class ToyPrior(nn.Module):
+    """A one-conv denoiser with learned-range output (eps, v)."""
+
+    @nn.compact
+    def __call__(self, x, t):
+        h = nn.Conv(6, (3, 3))(x)
+        return h + 1e-3 * t[:, None, None, None]
+
+
+class ToyCRT(nn.Module):
+    @nn.compact
+    def __call__(self, x, t, y):
+        return nn.Conv(3, (3, 3))(x) + y
+
+
+@pytest.fixture(scope="module")
+def toy_models():
+    x, t = jnp.zeros((1, 16, 16, 3)), jnp.zeros((1,))
+    prior, crt = ToyPrior(), ToyCRT()
+    return dict(prior=prior, prior_params=prior.init(jax.random.key(0), x, t)["params"],
+                crt=crt, crt_params=crt.init(jax.random.key(1), x, t, x)["params"])
+
+
+def test_sample_is_deterministic_and_snapshots_are_kept(toy_models):
+    sched = diffusion.make_schedule(1000, respacing="12")
+    lr = jax.random.uniform(jax.random.key(3), (2, 8, 8, 3), minval=-1, maxval=1)
+    run = functools.partial(sampler.sample, lr_bicubic=lr, schedule=sched, tau=5, s=1.2, omega=9.0, **toy_models)
+    x0, snaps = run(jax.random.key(0), snapshot_steps=(11, 4, 0))
+    assert x0.shape == (2, 16, 16, 3) and x0.dtype == jnp.float32
+    assert snaps["x"].shape == (3, 2, 16, 16, 3)
+    np.testing.assert_array_equal(np.asarray(snaps["x"][2]), np.asarray(x0))  # the sample after step 0 is x0
+    np.testing.assert_array_equal(np.asarray(run(jax.random.key(0))), np.asarray(x0))
+    assert not np.allclose(np.asarray(run(jax.random.key(1))), np.asarray(x0))
+    # The condition lives on the grid only.
+    np.testing.assert_array_equal(np.asarray(snaps["y"] * (1 - masks.fixed_mask(16, 16, 2))), 0)
+
+
+def test_changing_tau_s_omega_or_seed_does_not_recompile(toy_models):
+    sched = diffusion.make_schedule(1000, respacing="6")
+    lr = jnp.zeros((1, 8, 8, 3))
+    run = functools.partial(sampler.sample, lr_bicubic=lr, schedule=sched, **toy_models)
+    jax.block_until_ready(run(jax.random.key(0), tau=3, s=1.2, omega=5.0))
+    before = sampler._run._cache_size()
+    outputs = [run(jax.random.key(seed), tau=tau, s=s, omega=omega)
+               for seed, tau, s, omega in [(1, 0, 1.0, 6), (2, 5.5, 2.0, 100.0), (3, 2, 0.5, 3)]]
+    jax.block_until_ready(outputs)
+    assert sampler._run._cache_size() == before
+
+
+def test_without_crt_and_with_ddim(toy_models):
+    sched = diffusion.make_schedule(1000, respacing="ddim10")
+    lr = jnp.full((1, 8, 8, 3), 0.3)
+    models = dict(toy_models, crt=None, crt_params=None)
+    for method in ("ddpm", "ddim"):
+        x0 = sampler.sample(jax.random.key(0), lr, schedule=sched, tau=4, s=1.0, omega=15.0, method=method, **models)
+        assert np.isfinite(np.asarray(x0)).all()
+
+
+def test_bad_lr_shape_is_refused(toy_models):
+    sched = diffusion.make_schedule(1000, respacing="4")
+    with pytest.raises(ValueError, match="lr_bicubic"):
+        sampler.sample(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), schedule=sched, tau=1, s=1.0, omega=4.0,
+                       x_T=jnp.zeros((1, 32, 32, 3)), **toy_models)
