@@ -1,0 +1,85 @@
+"""sample.py end to end on the tiny reference models, converted with the port command."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.reference import FIXTURES, TRAJ_ADM, TRAJ_CRT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    for name, config, kind in [("adm", TRAJ_ADM, "adm"), ("crt", TRAJ_CRT, "crt")]:
+        (root / f"{name}.json").write_text(json.dumps(config))
+        run("-m", "dpi_jax.port", str(FIXTURES / f"traj_ddpm1000_0_{name}.pt"), str(root / name),
+            "--model", str(root / f"{name}.json"), "--kind", kind)
+    return root
+
+
+def face_like(seed, size=32):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    base = np.stack([np.sin(6 * xx + seed), np.cos(5 * yy), xx * yy], -1) * 0.5 + 0.5
+    return (255 * np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1)).astype(np.uint8)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    Image.fromarray(face_like(0)).save(folder / "a.png")
+    Image.fromarray(face_like(1)[..., 0]).save(folder / "b_gray.png")
+    Image.fromarray(np.concatenate([face_like(2), np.full((32, 32, 1), 128, np.uint8)], -1)).save(folder / "c.png")
+    Image.fromarray(np.resize(face_like(3), (40, 48, 3))).save(folder / "d_wrong_size.jpg")
+    (folder / "e_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    return folder
+
+
+def sample_args(checkpoints, inputs, out, *extra):
+    return ["sample.py", "--config", "configs/x8.py", f"--config.input_dir={inputs}", f"--config.output_dir={out}",
+            f"--config.prior_checkpoint={checkpoints / 'adm'}", f"--config.crt_checkpoint={checkpoints / 'crt'}",
+            "--config.respacing=6", "--config.tau=3", "--config.omega=8", "--config.batch_size=3", *extra]
+
+
+def test_sample_writes_pngs_and_grid_and_skips_bad_files(checkpoints, inputs, tmp_path):
+    out = tmp_path / "out"
+    proc = run(*sample_args(checkpoints, inputs, out))
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["a.png", "b_gray.png", "c.png", "d_wrong_size.png", "grid.png"], proc.stderr
+    assert "e_corrupt.png" in proc.stderr  # reported by name, not fatal
+    sr = np.asarray(Image.open(out / "a.png"))
+    assert sr.shape == (32, 32, 3) and sr.std() > 0
+    grid = np.asarray(Image.open(out / "grid.png"))
+    assert grid.shape == (4 * 34 + 2, 4 * 34 + 2, 3)  # 4 rows (LR | bicubic | DPI | GT), 2-pixel padding
+
+    # A second run keeps what exists.
+    before = (out / "a.png").read_bytes()
+    proc = run(*sample_args(checkpoints, inputs, out))
+    assert "exists" in proc.stderr and (out / "a.png").read_bytes() == before
+    assert not (out / "grid-1.png").exists()
+    # Unless asked to overwrite; then the same seed gives the same images.
+    run(*sample_args(checkpoints, inputs, out, "--config.overwrite=True"))
+    assert (out / "a.png").read_bytes() == before
+
+
+def test_missing_prior_explains_the_port(tmp_path, inputs):
+    proc = run("sample.py", "--config", "configs/x8.py", f"--config.input_dir={inputs}",
+               f"--config.output_dir={tmp_path / 'out'}", f"--config.prior_checkpoint={tmp_path / 'nope'}",
+               check=False)
+    assert proc.returncode != 0
+    assert "python -m dpi_jax.port ffhq_10m.pt" in proc.stderr and str(tmp_path / "nope") in proc.stderr
+    assert not (tmp_path / "out").exists()
