@@ -151,6 +151,7 @@ def _run(draws, x_T, lr_bicubic, *, prior, prior_params, crt, crt_params, schedu
                              omega=omega, k=k, method=method, eta=eta, var_type=var_type, clip_denoised=clip_denoised)
     snap_at = jnp.asarray(snapshot_steps, jnp.int32)
 
+    @jax.checkpoint  # under jax.grad, keep only the carried state per step and recompute the rest
     def body(carry, i):
         state, snaps = carry
         z, u = draw_fn(i)
@@ -190,9 +191,34 @@ def sample(key: jax.Array, lr_bicubic: jnp.ndarray, *, prior, prior_params, sche
     """
     key_init, key_steps = jax.random.split(key)
     if x_T is None:
-        b, h, w, c = lr_bicubic.shape
-        x_T = jax.random.normal(key_init, (b, h * k, w * k, c), jnp.float32)
+        x_T = _initial_noise(key_init, lr_bicubic, k)
     return _run(key_steps, x_T, lr_bicubic, **_settings(locals()))
+
+
+def _initial_noise(key, lr_bicubic, k):
+    b, h, w, c = lr_bicubic.shape
+    return jax.random.normal(key, (b, h * k, w * k, c), jnp.float32)
+
+
+def sample_seeds(keys: jax.Array, lr_bicubic: jnp.ndarray, *, prior, prior_params, schedule: diffusion.Schedule, tau,
+                 s, omega, crt=None, crt_params=None, k: int = 2, method: str = "ddpm", eta=0.0,
+                 var_type: str = "learned_range", clip_denoised: bool = True, chunk_size: Optional[int] = None):
+    """:func:`sample` for each of S keys at once: returns (S, B, H, W, 3).
+
+    Seeds are vmapped ``chunk_size`` at a time (all at once when None), so memory stays bounded for large S. Seed j
+    gives exactly ``sample(keys[j], ...)``.
+    """
+    settings = _settings(dict(locals(), snapshot_steps=()))
+    return _run_seeds(keys, lr_bicubic, chunk_size=chunk_size, **settings)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("chunk_size",))
+def _run_seeds(keys, lr_bicubic, *, chunk_size, **settings):
+    def one_seed(key):
+        key_init, key_steps = jax.random.split(key)
+        return _run(key_steps, _initial_noise(key_init, lr_bicubic, settings["k"]), lr_bicubic, **settings)
+
+    return jax.lax.map(one_seed, keys, batch_size=chunk_size)
 
 
 def sample_with_draws(x_T, lr_bicubic, noises, uniforms, *, prior, prior_params, schedule: diffusion.Schedule, tau,
