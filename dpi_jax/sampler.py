@@ -189,15 +189,19 @@ def sample(key: jax.Array, lr_bicubic: jnp.ndarray, *, prior, prior_params, sche
     Returns:
       x0 (B, H, W, 3) float32; with ``snapshot_steps``, ``(x0, {"x": (S, ...), "y": (S, ...), "steps": (S,)})``.
     """
+    return _run_from_key(key, x_T, lr_bicubic, **_settings(locals()))
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _run_from_key(key, x_T, lr_bicubic, **settings):
+    """x_T from ``split(key)[0]`` (unless given) and the steps' draws from ``split(key)[1]``; inside jit, so that a
+    batch sharded over devices stays sharded from the first draw on."""
     key_init, key_steps = jax.random.split(key)
     if x_T is None:
-        x_T = _initial_noise(key_init, lr_bicubic, k)
-    return _run(key_steps, x_T, lr_bicubic, **_settings(locals()))
-
-
-def _initial_noise(key, lr_bicubic, k):
-    b, h, w, c = lr_bicubic.shape
-    return jax.random.normal(key, (b, h * k, w * k, c), jnp.float32)
+        b, h, w, c = lr_bicubic.shape
+        k = settings["k"]
+        x_T = jax.random.normal(key_init, (b, h * k, w * k, c), jnp.float32)
+    return _run(key_steps, x_T, lr_bicubic, **settings)
 
 
 def sample_seeds(keys: jax.Array, lr_bicubic: jnp.ndarray, *, prior, prior_params, schedule: diffusion.Schedule, tau,
@@ -214,11 +218,7 @@ def sample_seeds(keys: jax.Array, lr_bicubic: jnp.ndarray, *, prior, prior_param
 
 @functools.partial(jax.jit, static_argnames=_STATIC + ("chunk_size",))
 def _run_seeds(keys, lr_bicubic, *, chunk_size, **settings):
-    def one_seed(key):
-        key_init, key_steps = jax.random.split(key)
-        return _run(key_steps, _initial_noise(key_init, lr_bicubic, settings["k"]), lr_bicubic, **settings)
-
-    return jax.lax.map(one_seed, keys, batch_size=chunk_size)
+    return jax.lax.map(lambda key: _run_from_key(key, None, lr_bicubic, **settings), keys, batch_size=chunk_size)
 
 
 def sample_with_draws(x_T, lr_bicubic, noises, uniforms, *, prior, prior_params, schedule: diffusion.Schedule, tau,

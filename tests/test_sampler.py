@@ -140,11 +140,11 @@ def test_changing_tau_s_omega_or_seed_does_not_recompile(toy_models):
     lr = jnp.zeros((1, 8, 8, 3))
     run = functools.partial(sampler.sample, lr_bicubic=lr, schedule=sched, **toy_models)
     jax.block_until_ready(run(jax.random.key(0), tau=3, s=1.2, omega=5.0))
-    before = sampler._run._cache_size()
+    before = sampler._run_from_key._cache_size()
     outputs = [run(jax.random.key(seed), tau=tau, s=s, omega=omega)
                for seed, tau, s, omega in [(1, 0, 1.0, 6), (2, 5.5, 2.0, 100.0), (3, 2, 0.5, 3)]]
     jax.block_until_ready(outputs)
-    assert sampler._run._cache_size() == before
+    assert sampler._run_from_key._cache_size() == before
 
 
 def test_without_crt_and_with_ddim(toy_models):
