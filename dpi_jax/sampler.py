@@ -93,7 +93,7 @@ def dpi_step(state: DPIState, i, z, u, *, prior_fn: ModelFn, crt_fn: Optional[Co
     x_stage1 = (1 - m_f) * x_prime + m_f * y_prime
     # Stage II (Eq. 9): the weighted random adaptive condition mask, drawn from the current condition y.
     m_a = masks.racm_mask_from_uniforms(y, s, u, k)
-    w = i.astype(jnp.float32) / omega
+    w = i.astype(x.dtype) / omega
     x_stage2 = (1 - m_a) * x_prime + w * (m_a * y_prime) + (1 - w) * (m_a * x_prime)
     stage1 = i > tau
     x_mixed = jnp.where(stage1, x_stage1, x_stage2)
@@ -142,11 +142,11 @@ def _run(draws, x_T, lr_bicubic, *, prior, prior_params, crt, crt_params, schedu
     else:
         def draw_fn(i):
             key_z, key_u = jax.random.split(jax.random.fold_in(draws, i))
-            return (jax.random.normal(key_z, x_T.shape, jnp.float32),
-                    jax.random.uniform(key_u, (batch, height // k, width // k), jnp.float32))
+            return (jax.random.normal(key_z, x_T.shape, x_T.dtype),
+                    jax.random.uniform(key_u, (batch, height // k, width // k), x_T.dtype))
 
     prior_fn, crt_fn = _apply_fns(prior, prior_params, crt, crt_params)
-    y_T = masks.initial_condition(lr_bicubic.astype(jnp.float32), k)
+    y_T = masks.initial_condition(lr_bicubic.astype(x_T.dtype), k)
     step = functools.partial(dpi_step, prior_fn=prior_fn, crt_fn=crt_fn, schedule=schedule, y_T=y_T, tau=tau, s=s,
                              omega=omega, k=k, method=method, eta=eta, var_type=var_type, clip_denoised=clip_denoised)
     snap_at = jnp.asarray(snapshot_steps, jnp.int32)
@@ -161,8 +161,8 @@ def _run(draws, x_T, lr_bicubic, *, prior, prior_params, crt, crt_params, schedu
             snaps = (jnp.where(hit, state.x[None], snaps[0]), jnp.where(hit, state.y[None], snaps[1]))
         return (state, snaps), None
 
-    empty = jnp.zeros((len(snapshot_steps),) + x_T.shape, jnp.float32)
-    init = (DPIState(x_T.astype(jnp.float32), y_T), (empty, empty))
+    empty = jnp.zeros((len(snapshot_steps),) + x_T.shape, x_T.dtype)
+    init = (DPIState(x_T, y_T), (empty, empty))
     (final, snaps), _ = jax.lax.scan(body, init, jnp.arange(schedule.num_steps - 1, -1, -1))
     if snapshot_steps:
         return final.x, {"x": snaps[0], "y": snaps[1], "steps": snap_at}
@@ -187,7 +187,7 @@ def sample(key: jax.Array, lr_bicubic: jnp.ndarray, *, prior, prior_params, sche
       snapshot_steps: step indices i after which x and y are kept (static; a tuple).
       x_T: the initial noise (B, H, W, 3); drawn from the key when None.
     Returns:
-      x0 (B, H, W, 3) float32; with ``snapshot_steps``, ``(x0, {"x": (S, ...), "y": (S, ...), "steps": (S,)})``.
+      x0 (B, H, W, 3) in the dtype of lr_bicubic; with ``snapshot_steps``, ``(x0, {"x": (S, ...), "y": (S, ...), "steps": (S,)})``.
     """
     return _run_from_key(key, x_T, lr_bicubic, **_settings(locals()))
 
@@ -200,7 +200,7 @@ def _run_from_key(key, x_T, lr_bicubic, **settings):
     if x_T is None:
         b, h, w, c = lr_bicubic.shape
         k = settings["k"]
-        x_T = jax.random.normal(key_init, (b, h * k, w * k, c), jnp.float32)
+        x_T = jax.random.normal(key_init, (b, h * k, w * k, c), lr_bicubic.dtype)
     return _run(key_steps, x_T, lr_bicubic, **settings)
 
 
@@ -232,10 +232,12 @@ def sample_with_draws(x_T, lr_bicubic, noises, uniforms, *, prior, prior_params,
 
 
 def _settings(args: dict) -> dict:
-    """The keyword arguments of :func:`_run` from a public function's arguments; the scalar settings become float32
-    arrays so that, e.g., an int tau and a float tau share one compilation."""
+    """The keyword arguments of :func:`_run` from a public function's arguments; the scalar settings become arrays of
+    the default float type (float32, or float64 under ``jax_enable_x64``), so that an int tau and a float tau share
+    one compilation."""
     names = ("prior", "prior_params", "crt", "crt_params", "schedule", "k", "method", "var_type", "clip_denoised")
     out = {n: args[n] for n in names}
-    out.update({n: jnp.asarray(args[n], jnp.float32) for n in ("tau", "s", "omega", "eta")})
+    real = jax.dtypes.canonicalize_dtype(jnp.float64)
+    out.update({n: jnp.asarray(args[n], real) for n in ("tau", "s", "omega", "eta")})
     out["snapshot_steps"] = tuple(int(i) for i in args["snapshot_steps"])
     return out
