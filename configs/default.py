@@ -38,5 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Execution.
     config.batch_size = 4
     config.seed = 0
+    config.num_seeds = 1  # samples per input; > 1 also writes a diversity (per-pixel std) map
+    config.seed_chunk = 0  # seeds vmapped at once (0: all); lower it to bound memory
     config.grid_rows = 16  # at most this many inputs in grid.png
     return config

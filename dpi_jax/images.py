@@ -85,13 +85,22 @@ def condition_from_lr(lr: np.ndarray, hr_size: int, k: int = 2) -> np.ndarray:
     return resize(lr, hr_size // k)
 
 
-def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 RGB (or float [-1, 1]) image as PNG, creating the folder."""
+def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a uint8 RGB (or float [-1, 1]) image as PNG, creating the folder; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if image.dtype != np.uint8:
         image = to_uint8(image)
     Image.fromarray(image).save(path)
+    return path
+
+
+def diversity_map(samples: np.ndarray, full_scale: float = 0.5) -> np.ndarray:
+    """The per-pixel standard deviation over seeds of (S, H, W, C) samples in [-1, 1], averaged over channels, as a
+    uint8 RGB image: black = identical, white = a std of ``full_scale`` or more (the same scale for every image)."""
+    std = np.asarray(samples, np.float32).std(axis=0).mean(axis=-1)
+    gray = np.clip(np.round(std / full_scale * 255), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
 
 
 def nearest_up(image: np.ndarray, size: int) -> np.ndarray:

@@ -55,7 +55,7 @@ def laplacian_abs(y_b: jnp.ndarray) -> jnp.ndarray:
 def racm_probability(y: jnp.ndarray, s, k: int = 2) -> jnp.ndarray:
     """Eqs. 13-14: p^s with p the per-image min-max normalised |Laplacian| of the backtracked condition.
 
-    Returns (B, H/k, W/k). Deliberate difference from the authors' code: min and max are taken per image, not over the
+    ``s`` is a scalar or a (B,) array. Returns (B, H/k, W/k). Deliberate difference from the authors' code: min and max are taken per image, not over the
     whole batch, so that an image's mask does not depend on its batch-mates. A flat image (max == min) gives p = 0
     everywhere, never NaN (and a finite gradient).
     """
@@ -66,6 +66,7 @@ def racm_probability(y: jnp.ndarray, s, k: int = 2) -> jnp.ndarray:
     p = jnp.where(flat, 0.0, (lap - lo) / jnp.where(flat, 1.0, span))
     # p ** s with a safe gradient at p == 0 (the gradient of 0 ** s is not finite for s < 1).
     pos = p > 0
+    s = jnp.reshape(s, (-1, 1, 1))  # a scalar, or one value per image
     return jnp.where(pos, jnp.where(pos, p, 1.0) ** s, 0.0)
 
 

@@ -1,11 +1,14 @@
 """What ``sample.py`` does: read a folder of faces, run DPI on them in batches, write PNGs and a grid.
 
-Outputs in ``config.output_dir``: ``<input stem>.png`` for each SR result and ``grid.png`` with one row per input:
-LR (nearest, enlarged) | bicubic | DPI | ground truth (synthetic mode). Existing files are never overwritten unless
-``config.overwrite``: an input whose output exists is skipped, and a new grid goes to ``grid-N.png``.
+Outputs in ``config.output_dir``: ``<input stem>.png`` for each SR result (with ``config.num_seeds = S > 1``:
+``<stem>_s0.png`` ... ``<stem>_s{S-1}.png`` and ``<stem>_std.png``, the per-pixel standard deviation over the seeds)
+and ``grid.png`` with one row per input: LR (nearest, enlarged) | bicubic | DPI (up to 4 seeds) | std map | ground
+truth (synthetic mode). Existing files are never overwritten unless ``config.overwrite``: an input whose output
+exists is skipped, and a new grid goes to ``grid-N.png``.
 
-Randomness: batch j uses ``fold_in(PRNGKey(config.seed), j)``; batches are padded to ``config.batch_size`` so that one
-compilation serves the whole folder.
+Randomness: seed n of batch j uses ``fold_in(fold_in(PRNGKey(config.seed), j), n)``, so adding seeds keeps the
+first ones. Batches are padded to ``config.batch_size`` (rounded up to a multiple of the device count) so that one
+compilation serves the whole folder, and are split over all devices.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from dpi_jax import checkpoint, diffusion, images, sampler
+from dpi_jax import checkpoint, diffusion, images, sampler, sharding
 
 log = logging.getLogger(__name__)
 
@@ -85,44 +88,56 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    num_seeds = int(config.num_seeds)
     todo = []
     for path in images.list_images(config.input_dir):
-        target = out_dir / f"{path.stem}.png"
+        target = out_dir / (f"{path.stem}.png" if num_seeds == 1 else f"{path.stem}_s0.png")
         if target.exists() and not config.overwrite:
             log.warning("%s exists: skipped (set --config.overwrite=True to replace it)", target)
             continue
         try:
-            todo.append((path, target) + prepare_input(path, config, image_size))
+            todo.append((path,) + prepare_input(path, config, image_size))
         except images.ImageReadError as err:
             log.error("skipped %s", err)
     if not todo:
         log.warning("nothing to do in %s", config.input_dir)
         return []
 
+    mesh = sharding.data_mesh()
+    batch_size = -(-config.batch_size // mesh.size) * mesh.size  # a multiple of the device count
+    params = sharding.replicate(dict(prior_params=prior_params, crt_params=crt_params), mesh)
     written, rows = [], []
-    batches = [todo[j:j + config.batch_size] for j in range(0, len(todo), config.batch_size)]
+    batches = [todo[j:j + batch_size] for j in range(0, len(todo), batch_size)]
     for j, batch in enumerate(tqdm(batches, desc="DPI", unit="batch")):
-        cond = np.stack([images.to_model(item[3]) for item in batch])
-        pad = config.batch_size - len(batch)
+        cond = np.stack([images.to_model(item[2]) for item in batch])
+        pad = batch_size - len(batch)
         cond = np.concatenate([cond, np.repeat(cond[-1:], pad, axis=0)]) if pad else cond
-        sr = sampler.sample(
-            jax.random.fold_in(jax.random.PRNGKey(config.seed), j), jnp.asarray(cond), prior=prior,
-            prior_params=prior_params, crt=crt, crt_params=crt_params, schedule=schedule, tau=config.tau, s=config.s,
-            omega=config.omega, k=config.k, method=config.method, eta=config.eta, var_type=config.var_type,
-            clip_denoised=config.clip_denoised)
-        sr = images.to_uint8(jax.device_get(sr)[: len(batch)])
-        for (path, target, lr, _, hr), result in zip(batch, sr):
-            images.save_png(target, result)
-            written.append(target)
+        batch_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), j)
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(batch_key, jnp.arange(num_seeds))
+        sr = sampler.sample_seeds(
+            keys, sharding.shard_batch(jnp.asarray(cond), mesh), prior=prior, crt=crt, **params,
+            schedule=schedule, tau=config.tau, s=config.s, omega=config.omega, k=config.k, method=config.method,
+            eta=config.eta, var_type=config.var_type, clip_denoised=config.clip_denoised,
+            chunk_size=config.seed_chunk or None)
+        sr = np.asarray(jax.device_get(sr))[:, : len(batch)]  # (seeds, batch, H, W, 3) in [-1, 1]
+        for n, (path, lr, _, hr) in enumerate(batch):
+            results = images.to_uint8(sr[:, n])
+            extra = []
+            if num_seeds == 1:
+                written.append(images.save_png(out_dir / f"{path.stem}.png", results[0]))
+            else:
+                for m, result in enumerate(results):
+                    written.append(images.save_png(out_dir / f"{path.stem}_s{m}.png", result))
+                extra = [images.diversity_map(sr[:, n])]
+                written.append(images.save_png(out_dir / f"{path.stem}_std.png", extra[0]))
             if len(rows) < config.grid_rows:
-                row = [images.nearest_up(lr, image_size), images.resize(lr, image_size), result]
+                row = [images.nearest_up(lr, image_size), images.resize(lr, image_size), *results[:4], *extra]
                 rows.append(row + ([hr] if hr is not None else []))
 
     grid_path = out_dir / "grid.png"
     grid_path = grid_path if config.overwrite else images.free_path(grid_path)
-    images.save_png(grid_path, images.make_grid(rows))
-    written.append(grid_path)
-    log.info("wrote %d SR images and %s", len(written) - 1, grid_path)
+    written.append(images.save_png(grid_path, images.make_grid(rows)))
+    log.info("wrote %d images and %s", len(written) - 1, grid_path)
     return written
 
 

@@ -58,7 +58,8 @@ def dpi_step(state: DPIState, i, z, u, *, prior_fn: ModelFn, crt_fn: Optional[Co
       crt_fn: ``(m_f y', t, m_f y_T) -> corrected condition`` or None for no corrector.
       schedule: the (respaced) diffusion schedule.
       y_T: the initial condition (Eq. 11).
-      tau, s, omega: DPI's stage boundary, RACM sharpness and interpolation scale (may be traced).
+      tau, s, omega: DPI's stage boundary, RACM sharpness and interpolation scale: scalars or (B,) arrays (one value
+        per image); may be traced.
       k: sparsity of the grid.
       method: "ddpm" (ancestral) or "ddim" (with ``eta``).
       var_type, clip_denoised: see :func:`dpi_jax.diffusion.p_mean_variance`.
@@ -92,10 +93,11 @@ def dpi_step(state: DPIState, i, z, u, *, prior_fn: ModelFn, crt_fn: Optional[Co
     # Stage I (Eq. 8): the fixed condition mask.
     x_stage1 = (1 - m_f) * x_prime + m_f * y_prime
     # Stage II (Eq. 9): the weighted random adaptive condition mask, drawn from the current condition y.
+    per_image = lambda v: jnp.reshape(v, (-1, 1, 1, 1))  # noqa: E731  (scalars broadcast, (B,) values per image)
     m_a = masks.racm_mask_from_uniforms(y, s, u, k)
-    w = i.astype(x.dtype) / omega
+    w = per_image(i.astype(x.dtype) / omega)
     x_stage2 = (1 - m_a) * x_prime + w * (m_a * y_prime) + (1 - w) * (m_a * x_prime)
-    stage1 = i > tau
+    stage1 = per_image(i > tau)
     x_mixed = jnp.where(stage1, x_stage1, x_stage2)
     y_prime = jnp.where(stage1, y_prime, x_stage2)
 
@@ -180,7 +182,8 @@ def sample(key: jax.Array, lr_bicubic: jnp.ndarray, *, prior, prior_params, sche
       lr_bicubic: I_L^bc, the LR input resized bicubically to (B, H/k, W/k, 3), NHWC in [-1, 1].
       prior, prior_params: the pretrained denoiser (a Flax module such as ``dpi_jax.models.ADM``) and its parameters.
       schedule: from :func:`dpi_jax.diffusion.make_schedule` (its length is the number of sampling steps).
-      tau, s, omega: DPI's settings, in units of the sampler's step index (traced: changing them does not recompile).
+      tau, s, omega: DPI's settings, in units of the sampler's step index; scalars or (B,) arrays (per image). They
+        are traced: changing them does not recompile.
       crt, crt_params: the condition corrector (``dpi_jax.models.CRT``) and its parameters, or None.
       k: sparsity. method/eta: "ddpm" or "ddim" (eta 0 by default). var_type/clip_denoised: the prior's variance
         parameterisation and x̂0 clipping.

@@ -161,3 +161,21 @@ def test_bad_lr_shape_is_refused(toy_models):
     with pytest.raises(ValueError, match="lr_bicubic"):
         sampler.sample(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), schedule=sched, tau=1, s=1.0, omega=4.0,
                        x_T=jnp.zeros((1, 32, 32, 3)), **toy_models)
+
+
+def test_per_image_settings_equal_separate_runs(toy_models):
+    """tau, s, omega given per image give each image what a batch-of-one run with its own values gives."""
+    sched = diffusion.make_schedule(1000, respacing="8")
+    lr = jax.random.uniform(jax.random.key(3), (2, 8, 8, 3), minval=-1, maxval=1)
+    x_T = jax.random.normal(jax.random.key(4), (2, 16, 16, 3))
+    noises = jax.random.normal(jax.random.key(5), (8, 2, 16, 16, 3))
+    uniforms = jax.random.uniform(jax.random.key(6), (8, 2, 8, 8))
+    settings = [(6, 1.0, 10.0), (2, 2.0, 4.0)]
+    tau, s, omega = (jnp.asarray(v) for v in zip(*settings))
+    both = sampler.sample_with_draws(x_T, lr, noises, uniforms, schedule=sched, tau=tau, s=s, omega=omega,
+                                     **toy_models)
+    for n, (tau_n, s_n, omega_n) in enumerate(settings):
+        alone = sampler.sample_with_draws(x_T[n:n + 1], lr[n:n + 1], noises[:, n:n + 1], uniforms[:, n:n + 1],
+                                          schedule=sched, tau=tau_n, s=s_n, omega=omega_n, **toy_models)
+        np.testing.assert_allclose(np.asarray(both[n]), np.asarray(alone[0]), atol=1e-5)
+    assert not np.allclose(np.asarray(both[0]), np.asarray(both[1]))
