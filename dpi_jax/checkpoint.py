@@ -1,0 +1,74 @@
+"""The model checkpoint format of dpi-jax, shared by the weight port and training.
+
+A checkpoint is a directory holding ``model.json`` (``{"kind": "adm" | "crt", "config": {guided-diffusion names}}``)
+and ``params/``, an orbax checkpoint of the float32 parameter pytree. ``load_model`` restores it against the tree
+that the config's module defines, so a checkpoint whose parameters do not fit its config is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from dpi_jax.models import abstract_params, make_model, model_kwargs
+
+MODEL_FILE = "model.json"
+PARAMS_DIR = "params"
+
+
+def _json_config(config: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs(dict(config)).items()}
+
+
+def save_model(directory, params, model_config: dict, *, kind: str, overwrite: bool = False) -> Path:
+    """Write ``params`` and their model config to ``directory``; an existing directory is replaced only when
+    ``overwrite``. Returns the absolute path."""
+    directory = Path(directory).resolve()
+    if directory.exists():
+        if not overwrite:
+            raise FileExistsError(f"{directory} already exists; pass overwrite=True (--overwrite) to replace it")
+        shutil.rmtree(directory)
+    make_model(kind, model_config)  # validates kind and config before anything is written
+    directory.mkdir(parents=True)
+    params = jax.tree.map(lambda p: np.asarray(p, np.float32), params)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory / PARAMS_DIR, params)
+        checkpointer.wait_until_finished()
+    (directory / MODEL_FILE).write_text(json.dumps({"kind": kind, "config": _json_config(model_config)}, indent=1))
+    return directory
+
+
+def read_model_config(directory) -> tuple[str, dict]:
+    """(kind, config) of a checkpoint directory; a clear error when it is not one."""
+    directory = Path(directory)
+    meta_path = directory / MODEL_FILE
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
+    if not meta_path.is_file() or not (directory / PARAMS_DIR).is_dir():
+        raise FileNotFoundError(f"{directory} is not a dpi-jax model checkpoint (it needs {MODEL_FILE} and "
+                                f"{PARAMS_DIR}/, as written by `python -m dpi_jax.port` or train.py)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        return meta["kind"], meta["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{meta_path}: not a valid model description ({err})") from err
+
+
+def load_model(directory):
+    """(kind, config, params) from a checkpoint directory; params are float32 arrays."""
+    kind, config = read_model_config(directory)
+    target = abstract_params(make_model(kind, config))
+    with ocp.StandardCheckpointer() as checkpointer:
+        params = checkpointer.restore(Path(directory).resolve() / PARAMS_DIR, target)
+    return kind, config, params
+
+
+def build_module(kind: str, config: dict, dtype=jnp.float32):
+    """The Flax module of a checkpoint's (kind, config), computing in ``dtype``."""
+    return make_model(kind, config, dtype=dtype)

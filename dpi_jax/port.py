@@ -1,0 +1,173 @@
+"""Port PyTorch guided-diffusion / DPI checkpoints (``ffhq_10m.pt``, the CRT) to dpi-jax checkpoints.
+
+    python -m dpi_jax.port ffhq_10m.pt checkpoints/ffhq_10m --model ffhq_10m
+    python -m dpi_jax.port crt.pt checkpoints/crt_x8 --model crt
+    python -m dpi_jax.port other.pt out_dir --model other_config.json --kind adm
+
+The Flax tree mirrors the state_dict: module ``a_1_b_2`` holds the PyTorch keys ``a.1.b.2.*``; ``weight`` is a
+``kernel`` (convolutions OIHW -> HWIO, linear and 1-D convolutions (O, I[, 1]) -> (I, O)) or a GroupNorm ``scale``.
+Every key must be used and every parameter filled, with the right shape: otherwise nothing is written and the error
+lists all missing keys, unexpected keys and shape mismatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
+
+from dpi_jax import checkpoint
+from dpi_jax.models import PRESETS, abstract_params, count_params, make_model
+
+LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias"}
+
+
+class PortError(ValueError):
+    """A state_dict that does not fit the model; the message lists every problem."""
+
+
+def load_torch_state_dict(path) -> dict:
+    """A PyTorch state_dict as float32 NumPy arrays, read with ``torch.load(weights_only=True)`` (no pickled code
+    runs). A ``module.`` prefix (DataParallel) and a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper are removed."""
+    try:
+        import torch
+    except ImportError as err:
+        raise ImportError("reading a .pt file needs PyTorch (CPU is enough): pip install torch==2.13.0") from err
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for unreadable or unsafe files
+        raise PortError(f"{path}: cannot read as a PyTorch state_dict ({type(err).__name__}: {err})") from err
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise PortError(f"{path}: holds a {type(state).__name__}, not a state_dict")
+    return {k: v.detach().float().numpy() for k, v in strip_module_prefix(state).items()}
+
+
+def strip_module_prefix(state_dict: dict) -> dict:
+    """Remove DataParallel's ``module.`` prefix when every key has it."""
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        return {k[len("module."):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def torch_key(path: tuple[str, ...]) -> str:
+    """The state_dict key of a Flax parameter path: ('input_blocks_1_0', 'in_layers_2', 'kernel') ->
+    'input_blocks.1.0.in_layers.2.weight'."""
+    *modules, leaf = path
+    return ".".join([re.sub(r"_(\d+)", r".\1", m) for m in modules] + [LEAF_NAMES[leaf]])
+
+
+def to_flax(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A PyTorch tensor in the layout of a Flax parameter of ``shape``, or None when it cannot fit."""
+    value = np.asarray(value, np.float32)
+    if len(shape) == 4 and value.ndim == 4:
+        value = value.transpose(2, 3, 1, 0)
+    elif len(shape) == 2 and value.ndim in (2, 3):
+        if value.ndim == 3:  # Conv1d with kernel size 1 (attention qkv / proj_out)
+            if value.shape[2] != 1:
+                return None
+            value = value[:, :, 0]
+        value = value.T
+    return value if value.shape == tuple(shape) else None
+
+
+def convert_state_dict(state_dict: dict, model_config: dict, kind: str = "adm") -> dict:
+    """The Flax params (nested dict of float32 arrays) of ``make_model(kind, model_config)`` from a PyTorch
+    state_dict (tensors or arrays). Raises :class:`PortError` listing all missing keys, unexpected keys and shape
+    mismatches."""
+    state_dict = strip_module_prefix(dict(state_dict))
+    expected = flatten_dict(abstract_params(make_model(kind, model_config)))
+    params, missing, mismatched = {}, [], []
+    for path, spec in expected.items():
+        key = torch_key(path)
+        if key not in state_dict:
+            missing.append(key)
+            continue
+        value = to_flax(np.asarray(state_dict[key]), spec.shape)
+        if value is None:
+            mismatched.append(f"{key}: checkpoint {tuple(np.shape(state_dict[key]))}, model expects "
+                              f"{_torch_shape(spec.shape, np.ndim(state_dict[key]))}")
+            continue
+        params[path] = value
+    unexpected = sorted(set(state_dict) - {torch_key(p) for p in expected})
+    if missing or unexpected or mismatched:
+        lines = [f"the state_dict does not fit the {kind} model ({len(expected)} parameters expected):"]
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                             ("shape mismatches", mismatched)):
+            if items:
+                lines.append(f"{title} ({len(items)}):")
+                lines += [f"  {item}" for item in items]
+        raise PortError("\n".join(lines))
+    return unflatten_dict(params)
+
+
+def _torch_shape(flax_shape, ndim):
+    if len(flax_shape) == 4:
+        h, w, i, o = flax_shape
+        return (o, i, h, w)
+    if len(flax_shape) == 2:
+        i, o = flax_shape
+        return (o, i, 1) if ndim == 3 else (o, i)
+    return tuple(flax_shape)
+
+
+def load_params(directory):
+    """The parameters of a converted (or trained) checkpoint directory."""
+    return checkpoint.load_model(directory)[2]
+
+
+def read_config_file(path) -> dict:
+    """A model config from a .json file (a dict) or a .py file (``get_config()`` or ``CONFIG``)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    if path.suffix == ".py":
+        namespace = runpy.run_path(str(path))
+        config = namespace["get_config"]() if "get_config" in namespace else namespace.get("CONFIG")
+        if config is None:
+            raise ValueError(f"{path} defines neither get_config() nor CONFIG")
+        return dict(config)
+    raise ValueError(f"{path}: a model config must be a .json or .py file")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dpi_jax.port", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", help="PyTorch checkpoint (.pt)")
+    parser.add_argument("dst", help="output checkpoint directory")
+    parser.add_argument("--model", required=True,
+                        help=f"a preset ({', '.join(PRESETS)}) or a .json/.py file with a guided-diffusion config")
+    parser.add_argument("--kind", choices=["adm", "crt"], help="network kind for a config file (default adm)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    args = parser.parse_args(argv)
+    if args.model in PRESETS:
+        config, kind = PRESETS[args.model]
+        kind = args.kind or kind
+    else:
+        try:
+            config, kind = read_config_file(args.model), args.kind or "adm"
+        except (ValueError, OSError, KeyError) as err:
+            print(f"error: --model {args.model}: {err}", file=sys.stderr)
+            return 2
+    if Path(args.dst).exists() and not args.overwrite:
+        print(f"error: {args.dst} already exists (pass --overwrite to replace it)", file=sys.stderr)
+        return 2
+    try:
+        params = convert_state_dict(load_torch_state_dict(args.src), config, kind)
+    except PortError as err:
+        print(f"error: {args.src}: {err}", file=sys.stderr)
+        return 1
+    out = checkpoint.save_model(args.dst, params, config, kind=kind, overwrite=args.overwrite)
+    print(f"converted {count_params(params):,} parameters of a {kind} model from {args.src} to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
