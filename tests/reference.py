@@ -5,8 +5,16 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-FIXTURES = Path(__file__).parent / "fixtures" / "reference"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "reference"
 
+# The tiny random networks of adm_tiny.pt and crt_tiny.pt (see fixtures/reference/README.md).
+ADM_TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2,2", learn_sigma=True,
+                attention_resolutions="16,8", num_heads=4, num_head_channels=16, use_scale_shift_norm=True,
+                resblock_updown=True)
+CRT_TINY = dict(image_size=64, num_channels=32, num_res_blocks=1, channel_mult="1,1,2,2", learn_sigma=False,
+                attention_resolutions="8", num_heads=2, num_head_channels=16, use_scale_shift_norm=True,
+                resblock_updown=True)
 # The random 32x32 models of the reference trajectory (see fixtures/reference/README.md).
 TRAJ_ADM = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2,2", learn_sigma=True,
                 attention_resolutions="8", num_heads=4, num_head_channels=16, use_scale_shift_norm=True,

@@ -3,15 +3,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.reference import FIXTURES, TRAJ_ADM, TRAJ_CRT
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.reference import FIXTURES, TRAJ_ADM, TRAJ_CRT, ROOT
 
 def run(*args, check=True):
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)

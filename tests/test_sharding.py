@@ -4,9 +4,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.reference import ROOT
 
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np

@@ -40,6 +40,7 @@ def test_reference_trajectory():
         errors[f"y_{i}"] = float(jnp.abs(snaps["y"][j][:, ::2, ::2] - y_ref[:, ::2, ::2]).max())
     errors["x0"] = float(jnp.abs(x0 - nchw_to_nhwc(ref["x0"])).max())
     print(errors)
-    # Tolerance: 1000 steps of float32 networks whose outputs agree with PyTorch's to ~1e-6 relative, plus the
-    # reference's 1e-6 offsets on the condition; the README of the fixtures expects agreement to about 1e-4.
-    assert max(errors.values()) < 5e-4, errors
+    # Tolerance: 1000 steps of float32 networks that agree with PyTorch to ~2e-6 relative per call; measured max
+    # 7.2e-6 over all snapshots (CPU). 1e-4 is the agreement the fixtures' README expects: beyond it, a Bernoulli
+    # draw with u within float32 rounding of p has flipped, or something is wrong.
+    assert max(errors.values()) < 1e-4, errors
