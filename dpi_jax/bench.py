@@ -4,7 +4,8 @@
     python -m dpi_jax.bench --config configs/x8.py --tiny                                  # small models, for a CPU
 
 Random weights of the paper's model sizes (``FFHQ_10M`` and ``CRT_256``; ``--tiny``: 64x64 models with 32 channels).
-Reports: compile seconds of the whole sampler, seconds per sampler step per image, images/s at ``--steps``, GFLOP
+Reports: compile seconds of the whole sampler and its temporary memory (XLA's plan: it must not grow with
+``--steps``), seconds per sampler step per image, images/s at ``--steps``, GFLOP
 per prior+CRT call from XLA's cost analysis, achieved TFLOP/s, the same for a scan of the prior+CRT forwards alone
 (``overhead`` = sampler time / forwards time), and how many recompilations changing tau, s, omega and the seed caused.
 """
@@ -27,19 +28,22 @@ _BATCH = flags.DEFINE_integer("batch", 1, "Images per batch.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Sampler steps (respacing of the 1000-step schedule).")
 _DTYPE = flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype of the networks.")
 _TINY = flags.DEFINE_bool("tiny", False, "Small 64x64 models instead of the paper's 256x256 ones.")
-_REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs; the best is reported.")
+_COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Only compile the sampler: compile seconds and memory.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs of each; the best is reported.")
 
 TINY_PRIOR = dict(FFHQ_10M, image_size=64, num_channels=32, channel_mult=(1, 2, 2), attention_resolutions="16",
                   num_head_channels=16)
 TINY_CRT = dict(CRT_256, image_size=64, num_channels=32, channel_mult=(1, 2, 2), attention_resolutions="16")
 
 
-def _best_time(fn, repeats):
-    best = float("inf")
+def _best_times(fns, repeats):
+    """The best of ``repeats`` timings of each function, measured in turns so that load changes hit all alike."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - start)
+        for n, fn in enumerate(fns):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            best[n] = min(best[n], time.perf_counter() - start)
     return best
 
 
@@ -49,7 +53,7 @@ def _flops(compiled) -> float:
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
-def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int) -> dict:
+def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile_only: bool = False) -> dict:
     prior_cfg, crt_cfg = (TINY_PRIOR, TINY_CRT) if tiny else (FFHQ_10M, CRT_256)
     prior, crt = ADM(**prior_cfg, dtype=dtype), CRT(**crt_cfg, dtype=dtype)
     size = prior_cfg["image_size"]
@@ -64,12 +68,24 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int) -> dict
     settings = dict(tau=config.tau * steps / config.num_timesteps, s=config.s,
                     omega=config.omega * steps / config.num_timesteps)
 
-    # The whole sampler: compile, then time.
+    # The whole sampler: compile ahead of time (compile seconds, XLA's memory plan), then time it.
+    sampler_args = sampler._settings(dict(models, **settings, method=config.method, eta=config.eta,
+                                          var_type=config.var_type, clip_denoised=config.clip_denoised,
+                                          snapshot_steps=()))
     start = time.perf_counter()
-    jax.block_until_ready(sampler.sample(jax.random.key(3), lr, **models, **settings))
+    compiled = sampler._run_from_key.lower(jax.random.key(3), None, lr, **sampler_args).compile()
     compile_s = time.perf_counter() - start
-    sampler_s = _best_time(lambda: sampler.sample(jax.random.key(4), lr, **models, **settings), repeats)
-    compile_s -= sampler_s  # the first call also ran the sampler once
+    memory = compiled.memory_analysis()
+    figures = {
+        "device": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
+        "model": "tiny-64" if tiny else "ffhq_10m+crt_256", "dtype": jnp.dtype(dtype).name, "batch": batch,
+        "steps": steps, "compile_s": round(compile_s, 2),
+        "temp_mib": getattr(memory, "temp_size_in_bytes", float("nan")) / 2**20,
+    }
+    if compile_only:
+        return figures
+    run_sampler = lambda: sampler.sample(jax.random.key(4), lr, **models, **settings)  # noqa: E731
+    jax.block_until_ready(run_sampler())
     cache = sampler._run_from_key._cache_size()
     for seed, tau, s, omega in [(5, 0, 1.0, 10.0), (6, steps, 2.0, 3.0 * steps)]:
         jax.block_until_ready(sampler.sample(jax.random.key(seed), lr, **models, tau=tau, s=s, omega=omega))
@@ -91,13 +107,10 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int) -> dict
     call_flops = _flops(jax.jit(one_call).lower(prior_params, crt_params, x_T).compile())
     forwards_jit = jax.jit(forwards)
     jax.block_until_ready(forwards_jit(prior_params, crt_params, x_T))
-    forwards_s = _best_time(lambda: forwards_jit(prior_params, crt_params, x_T), repeats)
+    sampler_s, forwards_s = _best_times([run_sampler, lambda: forwards_jit(prior_params, crt_params, x_T)], repeats)
 
     total_flops = call_flops * steps
-    return {
-        "device": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
-        "model": "tiny-64" if tiny else "ffhq_10m+crt_256", "dtype": jnp.dtype(dtype).name, "batch": batch,
-        "steps": steps, "compile_s": round(compile_s, 2),
+    return figures | {
         "s_per_step_per_image": sampler_s / (steps * batch), "images_per_s": batch / sampler_s,
         "gflop_per_prior_crt_call_per_image": call_flops / batch / 1e9,
         "sampler_tflops": total_flops / sampler_s / 1e12,
@@ -111,7 +124,8 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int) -> dict
 def main(argv):
     del argv
     dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[_DTYPE.value]
-    print(json.dumps(run(_CONFIG.value, _BATCH.value, _STEPS.value, dtype, _TINY.value, _REPEATS.value)))
+    print(json.dumps(run(_CONFIG.value, _BATCH.value, _STEPS.value, dtype, _TINY.value, _REPEATS.value,
+                         _COMPILE_ONLY.value)))
 
 
 if __name__ == "__main__":

@@ -80,3 +80,21 @@ def test_missing_prior_explains_the_port(tmp_path, inputs):
     assert proc.returncode != 0
     assert "python -m dpi_jax.port ffhq_10m.pt" in proc.stderr and str(tmp_path / "nope") in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_num_seeds_writes_every_seed_and_a_diversity_map(checkpoints, inputs, tmp_path):
+    out = tmp_path / "seeds"
+    run(*sample_args(checkpoints, inputs, out, "--config.num_seeds=3", "--config.seed_chunk=2"))
+    names = {p.name for p in out.iterdir()}
+    assert {"a_s0.png", "a_s1.png", "a_s2.png", "a_std.png", "grid.png"} <= names
+    seeds = [np.asarray(Image.open(out / f"a_s{n}.png"), np.float32) for n in range(3)]
+    assert not np.array_equal(seeds[0], seeds[1])
+    assert np.asarray(Image.open(out / "a_std.png")).max() > 0
+
+
+@pytest.mark.slow
+def test_learn_omega_example_runs(checkpoints, inputs):
+    proc = run("examples/learn_omega.py", f"--prior={checkpoints / 'adm'}", f"--crt={checkpoints / 'crt'}",
+               f"--input_dir={inputs}", "--steps=6", "--iterations=2", "--max_images=2")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("iter")]
+    assert len(lines) == 2 and "nan" not in proc.stdout
