@@ -2,6 +2,10 @@
 
 from pathlib import Path
 
+import os
+import subprocess
+import sys
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,3 +35,13 @@ def load_npz(name: str) -> dict:
 
 def nchw_to_nhwc(array) -> jnp.ndarray:
     return jnp.asarray(np.asarray(array).transpose(0, 2, 3, 1))
+
+
+def run_python(args, env=None, check=True) -> subprocess.CompletedProcess:
+    """``python *args`` in the repository root (fresh process: own devices and jax flags); output captured."""
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=dict(os.environ, **(env or {})),
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"python {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n"
+                             f"{proc.stderr}")
+    return proc

@@ -1,13 +1,10 @@
 """jax.grad through the whole sampler matches central finite differences (float64, tiny models, few steps)."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from tests.reference import ROOT
+from tests.reference import run_python
 
 SCRIPT = textwrap.dedent("""
     import flax.linen as nn
@@ -61,8 +58,5 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_grad_matches_finite_differences():
-    env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_python(["-c", SCRIPT], env=dict(JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu"))
     print(proc.stdout)

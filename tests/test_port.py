@@ -3,8 +3,6 @@ format, and the command line."""
 
 import ast
 import json
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +12,7 @@ import torch
 
 from dpi_jax import checkpoint, port
 from dpi_jax.models import ADM, CRT_256, FFHQ_10M, abstract_params, make_model
-from tests.reference import ADM_TINY, FIXTURES, ROOT, load_npz, nchw_to_nhwc
+from tests.reference import ADM_TINY, FIXTURES, load_npz, nchw_to_nhwc, run_python
 
 
 def manifest_state_dict(name):
@@ -99,10 +97,8 @@ def test_checkpoint_round_trip_is_bitwise(tmp_path, adm_state_dict):
 def test_port_command_round_trip(tmp_path):
     config_file = tmp_path / "adm.json"
     config_file.write_text(json.dumps(ADM_TINY))
-    command = [sys.executable, "-m", "dpi_jax.port", str(FIXTURES / "adm_tiny.pt"), str(tmp_path / "adm"),
-               "--model", str(config_file)]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    command = ["-m", "dpi_jax.port", str(FIXTURES / "adm_tiny.pt"), str(tmp_path / "adm"), "--model", str(config_file)]
+    proc = run_python(command)
     assert "converted 1,422,278 parameters" in proc.stdout
     io = load_npz("adm_tiny_io.npz")
     out = jax.jit(ADM(**ADM_TINY).apply)({"params": port.load_params(tmp_path / "adm")}, nchw_to_nhwc(io["x"]),
@@ -110,10 +106,9 @@ def test_port_command_round_trip(tmp_path):
     want = nchw_to_nhwc(io["out"])
     assert float(jnp.abs(out - want).max() / jnp.abs(want).max()) <= 1e-4  # see test_models.TOL
     # An existing output is kept; a state_dict of another model is refused with the key lists.
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    proc = run_python(command, check=False)
     assert proc.returncode != 0 and "already exists" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "dpi_jax.port", str(FIXTURES / "crt_tiny.pt"),
-                           str(tmp_path / "wrong"), "--model", str(config_file)], cwd=ROOT, capture_output=True,
-                          text=True)
+    proc = run_python(["-m", "dpi_jax.port", str(FIXTURES / "crt_tiny.pt"), str(tmp_path / "wrong"), "--model",
+                       str(config_file)], check=False)
     assert proc.returncode != 0 and "missing keys" in proc.stderr and "unexpected keys" in proc.stderr
     assert not (tmp_path / "wrong").exists()

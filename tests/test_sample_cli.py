@@ -1,29 +1,20 @@
 """sample.py end to end on the tiny reference models, converted with the port command."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.reference import FIXTURES, TRAJ_ADM, TRAJ_CRT, ROOT
-
-def run(*args, check=True):
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
+from tests.reference import FIXTURES, TRAJ_ADM, TRAJ_CRT, run_python as run
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
     for name, config, kind in [("adm", TRAJ_ADM, "adm"), ("crt", TRAJ_CRT, "crt")]:
         (root / f"{name}.json").write_text(json.dumps(config))
-        run("-m", "dpi_jax.port", str(FIXTURES / f"traj_ddpm1000_0_{name}.pt"), str(root / name),
-            "--model", str(root / f"{name}.json"), "--kind", kind)
+        run(["-m", "dpi_jax.port", str(FIXTURES / f"traj_ddpm1000_0_{name}.pt"), str(root / name),
+             "--model", str(root / f"{name}.json"), "--kind", kind])
     return root
 
 
@@ -54,7 +45,7 @@ def sample_args(checkpoints, inputs, out, *extra):
 
 def test_sample_writes_pngs_and_grid_and_skips_bad_files(checkpoints, inputs, tmp_path):
     out = tmp_path / "out"
-    proc = run(*sample_args(checkpoints, inputs, out))
+    proc = run(sample_args(checkpoints, inputs, out))
     written = sorted(p.name for p in out.iterdir())
     assert written == ["a.png", "b_gray.png", "c.png", "d_wrong_size.png", "grid.png"], proc.stderr
     assert "e_corrupt.png" in proc.stderr  # reported by name, not fatal
@@ -65,17 +56,17 @@ def test_sample_writes_pngs_and_grid_and_skips_bad_files(checkpoints, inputs, tm
 
     # A second run keeps what exists.
     before = (out / "a.png").read_bytes()
-    proc = run(*sample_args(checkpoints, inputs, out))
+    proc = run(sample_args(checkpoints, inputs, out))
     assert "exists" in proc.stderr and (out / "a.png").read_bytes() == before
     assert not (out / "grid-1.png").exists()
     # Unless asked to overwrite; then the same seed gives the same images.
-    run(*sample_args(checkpoints, inputs, out, "--config.overwrite=True"))
+    run(sample_args(checkpoints, inputs, out, "--config.overwrite=True"))
     assert (out / "a.png").read_bytes() == before
 
 
 def test_missing_prior_explains_the_port(tmp_path, inputs):
-    proc = run("sample.py", "--config", "configs/x8.py", f"--config.input_dir={inputs}",
-               f"--config.output_dir={tmp_path / 'out'}", f"--config.prior_checkpoint={tmp_path / 'nope'}",
+    proc = run(["sample.py", "--config", "configs/x8.py", f"--config.input_dir={inputs}",
+                f"--config.output_dir={tmp_path / 'out'}", f"--config.prior_checkpoint={tmp_path / 'nope'}"],
                check=False)
     assert proc.returncode != 0
     assert "python -m dpi_jax.port ffhq_10m.pt" in proc.stderr and str(tmp_path / "nope") in proc.stderr
@@ -84,7 +75,7 @@ def test_missing_prior_explains_the_port(tmp_path, inputs):
 
 def test_num_seeds_writes_every_seed_and_a_diversity_map(checkpoints, inputs, tmp_path):
     out = tmp_path / "seeds"
-    run(*sample_args(checkpoints, inputs, out, "--config.num_seeds=3", "--config.seed_chunk=2"))
+    run(sample_args(checkpoints, inputs, out, "--config.num_seeds=3", "--config.seed_chunk=2"))
     names = {p.name for p in out.iterdir()}
     assert {"a_s0.png", "a_s1.png", "a_s2.png", "a_std.png", "grid.png"} <= names
     seeds = [np.asarray(Image.open(out / f"a_s{n}.png"), np.float32) for n in range(3)]
@@ -94,7 +85,7 @@ def test_num_seeds_writes_every_seed_and_a_diversity_map(checkpoints, inputs, tm
 
 @pytest.mark.slow
 def test_learn_omega_example_runs(checkpoints, inputs):
-    proc = run("examples/learn_omega.py", f"--prior={checkpoints / 'adm'}", f"--crt={checkpoints / 'crt'}",
-               f"--input_dir={inputs}", "--steps=6", "--iterations=2", "--max_images=2")
+    proc = run(["examples/learn_omega.py", f"--prior={checkpoints / 'adm'}", f"--crt={checkpoints / 'crt'}",
+                f"--input_dir={inputs}", "--steps=6", "--iterations=2", "--max_images=2"])
     lines = [line for line in proc.stdout.splitlines() if line.startswith("iter")]
     assert len(lines) == 2 and "nan" not in proc.stdout

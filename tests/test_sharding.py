@@ -1,11 +1,8 @@
 """Sharded sampling on 4 forced CPU devices gives the images of one device, for the same keys."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
-from tests.reference import ROOT
+from tests.reference import run_python
 
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
@@ -39,8 +36,5 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_four_devices_match_one():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_python(["-c", SCRIPT], env=dict(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"))
     print(proc.stdout)

@@ -1,8 +1,10 @@
 """The ADM UNet of guided-diffusion (Dhariwal & Nichol 2021) in flax.linen, NHWC, and DPI's condition corrector.
 
 Configured by guided-diffusion's own names, so that a checkpoint's config reads the same here. Parameters are float32
-whatever ``dtype`` is; convolutions, dense layers and attention matmuls run in ``dtype`` (e.g. bfloat16), while the
-timestep MLP, GroupNorm and softmax run in float32 (as guided-diffusion keeps them out of fp16). Outputs are float32.
+whatever ``dtype`` is. ``dtype`` (e.g. bfloat16) is guided-diffusion's ``use_fp16`` policy: the convolutions of the
+input, middle and output blocks (attention's qkv/proj_out included) and the attention matmuls run in ``dtype``, while
+the linear layers (timestep MLP, each ResBlock's emb_layers), GroupNorm, softmax and the final norm/conv (``out``) run
+in float32, as guided-diffusion converts only those blocks' convolutions to fp16. Outputs are float32.
 
 Submodule names follow the PyTorch state_dict (``input_blocks_4_0`` holds ``input_blocks.4.0.*``), which keeps the
 weight port (dpi_jax.port) a renaming.
@@ -110,7 +112,7 @@ class ResBlock(nn.Module):
             h, x = resample(h), resample(x)
         h = conv(self.out_channels, 3, self.dtype, "in_layers_2")(h)
         emb_out = nn.Dense(2 * self.out_channels if self.use_scale_shift_norm else self.out_channels,
-                           dtype=self.dtype, name="emb_layers_1")(nn.silu(emb).astype(self.dtype))
+                           param_dtype=jnp.float32, name="emb_layers_1")(nn.silu(emb))  # float32, as in PyTorch
         emb_out = emb_out[:, None, None, :].astype(h.dtype)
         if self.use_scale_shift_norm:
             scale, shift = jnp.split(emb_out, 2, axis=-1)
@@ -135,7 +137,8 @@ class AttentionBlock(nn.Module):
     def __call__(self, x):
         b, hgt, wid, c = x.shape
         heads, ch = self.num_heads, c // self.num_heads
-        qkv = nn.Dense(3 * c, dtype=self.dtype, name="qkv")(group_norm(x, "norm").reshape(b, hgt * wid, c))
+        qkv = nn.Dense(3 * c, dtype=self.dtype, param_dtype=jnp.float32, name="qkv")(
+            group_norm(x, "norm").reshape(b, hgt * wid, c))
         if self.legacy:  # channels ordered [head][q, k, v][ch]
             q, k, v = jnp.split(qkv.reshape(b, hgt * wid, heads, 3 * ch), 3, axis=-1)
         else:  # [q, k, v][head][ch]
@@ -144,7 +147,7 @@ class AttentionBlock(nn.Module):
         logits = jnp.einsum("bthc,bshc->bhts", q * scale, k * scale)
         weights = nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
         a = jnp.einsum("bhts,bshc->bthc", weights, v).reshape(b, hgt * wid, c)
-        out = nn.Dense(c, dtype=self.dtype, name="proj_out")(a)
+        out = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, name="proj_out")(a)
         return x + out.reshape(b, hgt, wid, c).astype(x.dtype)
 
 
@@ -180,6 +183,14 @@ class UNet(nn.Module):
         return ResBlock(out_channels, self.use_scale_shift_norm, self.dropout, up=up, down=down, dtype=self.dtype,
                         name=name)
 
+    def _resample(self, h, emb, train: bool, channels: int, name: str, up: bool):
+        """x2 up or down between levels: a resampling ResBlock, a convolution, or plain nearest / average pooling."""
+        if self.resblock_updown:
+            return self._res(channels, name, up=up, down=not up)(h, emb, train)
+        if self.conv_resample:
+            return (Upsample if up else Downsample)(channels, self.dtype, name=name)(h)
+        return upsample_nearest(h) if up else downsample_avg(h)
+
     @nn.compact
     def __call__(self, x, t, y=None, train: bool = False):
         chex.assert_rank(x, 4)
@@ -206,13 +217,7 @@ class UNet(nn.Module):
                 skips.append(h)
                 block += 1
             if level != len(mult) - 1:
-                name = f"input_blocks_{block}_0"
-                if self.resblock_updown:
-                    h = self._res(ch, name, down=True)(h, emb, train)
-                elif self.conv_resample:
-                    h = Downsample(ch, self.dtype, name=name)(h)
-                else:
-                    h = downsample_avg(h)
+                h = self._resample(h, emb, train, ch, f"input_blocks_{block}_0", up=False)
                 skips.append(h)
                 block, ds = block + 1, ds * 2
 
@@ -231,19 +236,13 @@ class UNet(nn.Module):
                     h = self._attention(ch, heads_up, f"output_blocks_{block}_{layer}")(h)
                     layer += 1
                 if level and i == self.num_res_blocks:
-                    name = f"output_blocks_{block}_{layer}"
-                    if self.resblock_updown:
-                        h = self._res(ch, name, up=True)(h, emb, train)
-                    elif self.conv_resample:
-                        h = Upsample(ch, self.dtype, name=name)(h)
-                    else:
-                        h = upsample_nearest(h)
+                    h = self._resample(h, emb, train, ch, f"output_blocks_{block}_{layer}", up=True)
                     ds //= 2
                 block += 1
 
-        h = nn.silu(group_norm(h, "out_0"))
+        h = nn.silu(group_norm(h.astype(jnp.float32), "out_0"))  # `out` stays float32, as in guided-diffusion
         out_channels = 2 * self.in_channels if self.learn_sigma else self.in_channels
-        out = conv(out_channels, 3, self.dtype, "out_2")(h).astype(jnp.float32)
+        out = conv(out_channels, 3, jnp.float32, "out_2")(h)
         return out if y is None else out + y
 
 
