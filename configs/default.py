@@ -24,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.scale = 8
     config.k = 2
     # DPI (Algorithm 1).
-    config.tau = 300
+    config.tau = 300.0
     config.s = 1.2
     config.omega = 750.0
     # Diffusion.
@@ -41,4 +41,17 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_seeds = 1  # samples per input; > 1 also writes a diversity (per-pixel std) map
     config.seed_chunk = 0  # seeds vmapped at once (0: all); lower it to bound memory
     config.grid_rows = 16  # at most this many inputs in grid.png
+    return config
+
+
+def paper_config(name: str, *, mode: str, scale: int, tau: float, s: float, omega: float) -> ml_collections.ConfigDict:
+    """The defaults with one of the paper's settings (DDPM, 1000 steps), writing to out/<name> and reading the CRT
+    from checkpoints/crt_<name>."""
+    config = get_config()
+    config.mode = mode
+    config.scale = scale
+    config.tau, config.s, config.omega = float(tau), float(s), float(omega)
+    config.input_dir = "data/lr" if mode == "real" else "data/hr"
+    config.output_dir = f"out/{name}"
+    config.crt_checkpoint = f"checkpoints/crt_{name}"
     return config

@@ -4,13 +4,4 @@ from configs import default
 
 
 def get_config():
-    config = default.get_config()
-    config.mode = "real"
-    config.scale = 8
-    config.tau = 500
-    config.s = 1.0
-    config.omega = 1000
-    config.input_dir = "data/lr"
-    config.output_dir = "out/real"
-    config.crt_checkpoint = "checkpoints/crt_real"
-    return config
+    return default.paper_config("real", mode="real", scale=8, tau=500, s=1.0, omega=1000)

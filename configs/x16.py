@@ -4,13 +4,4 @@ from configs import default
 
 
 def get_config():
-    config = default.get_config()
-    config.mode = "synthetic"
-    config.scale = 16
-    config.tau = 500
-    config.s = 1.0
-    config.omega = 1000
-    config.input_dir = "data/hr"
-    config.output_dir = "out/x16"
-    config.crt_checkpoint = "checkpoints/crt_x16"
-    return config
+    return default.paper_config("x16", mode="synthetic", scale=16, tau=500, s=1.0, omega=1000)

@@ -4,13 +4,4 @@ from configs import default
 
 
 def get_config():
-    config = default.get_config()
-    config.mode = "synthetic"
-    config.scale = 4
-    config.tau = 100
-    config.s = 1.4
-    config.omega = 500
-    config.input_dir = "data/hr"
-    config.output_dir = "out/x4"
-    config.crt_checkpoint = "checkpoints/crt_x4"
-    return config
+    return default.paper_config("x4", mode="synthetic", scale=4, tau=100, s=1.4, omega=500)

@@ -4,13 +4,4 @@ from configs import default
 
 
 def get_config():
-    config = default.get_config()
-    config.mode = "synthetic"
-    config.scale = 8
-    config.tau = 300
-    config.s = 1.2
-    config.omega = 750
-    config.input_dir = "data/hr"
-    config.output_dir = "out/x8"
-    config.crt_checkpoint = "checkpoints/crt_x8"
-    return config
+    return default.paper_config("x8", mode="synthetic", scale=8, tau=300, s=1.2, omega=750)
