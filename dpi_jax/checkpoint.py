@@ -69,6 +69,8 @@ def load_model(directory):
     return kind, config, params
 
 
-def build_module(kind: str, config: dict, dtype=jnp.float32):
-    """The Flax module of a checkpoint's (kind, config), computing in ``dtype``."""
-    return make_model(kind, config, dtype=dtype)
+def load_module(directory, dtype=jnp.float32):
+    """(module, params) of a checkpoint directory: the Flax ADM or CRT it describes, computing in ``dtype``, and its
+    parameters. The config stays readable as the module's fields (e.g. ``module.image_size``)."""
+    kind, config, params = load_model(directory)
+    return make_model(kind, config, dtype=dtype), params

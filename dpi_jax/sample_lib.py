@@ -47,21 +47,15 @@ class SetupError(RuntimeError):
 
 
 def load_models(config: ml_collections.ConfigDict):
-    """(prior, prior_params, prior_config, crt or None, crt_params or None) from the configured checkpoints."""
+    """(prior, prior_params, crt or None, crt_params or None) from the configured checkpoints."""
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
-    prior_dir = Path(config.prior_checkpoint)
-    if not prior_dir.exists():
-        raise SetupError(PRIOR_HELP.format(path=prior_dir))
-    kind, prior_config, prior_params = checkpoint.load_model(prior_dir)
-    prior = checkpoint.build_module(kind, prior_config, dtype=dtype)
-    crt = crt_params = None
-    if config.crt_checkpoint:
-        crt_dir = Path(config.crt_checkpoint)
-        if not crt_dir.exists():
-            raise SetupError(CRT_HELP.format(path=crt_dir))
-        kind, crt_config, crt_params = checkpoint.load_model(crt_dir)
-        crt = checkpoint.build_module(kind, crt_config, dtype=dtype)
-    return prior, prior_params, prior_config, crt, crt_params
+    if not Path(config.prior_checkpoint).exists():
+        raise SetupError(PRIOR_HELP.format(path=config.prior_checkpoint))
+    if config.crt_checkpoint and not Path(config.crt_checkpoint).exists():
+        raise SetupError(CRT_HELP.format(path=config.crt_checkpoint))
+    prior, prior_params = checkpoint.load_module(config.prior_checkpoint, dtype)
+    crt, crt_params = checkpoint.load_module(config.crt_checkpoint, dtype) if config.crt_checkpoint else (None, None)
+    return prior, prior_params, crt, crt_params
 
 
 def prepare_input(path: Path, config, image_size: int):
@@ -82,8 +76,8 @@ def prepare_input(path: Path, config, image_size: int):
 
 def run(config: ml_collections.ConfigDict) -> list[Path]:
     """Super-resolve every image of ``config.input_dir``; returns the paths written."""
-    prior, prior_params, prior_config, crt, crt_params = load_models(config)
-    image_size = int(prior_config["image_size"])
+    prior, prior_params, crt, crt_params = load_models(config)
+    image_size = prior.image_size
     schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

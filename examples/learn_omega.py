@@ -38,13 +38,9 @@ def downsample(x, scale):
 
 def main(argv):
     del argv
-    kind, cfg, prior_params = checkpoint.load_model(FLAGS.prior)
-    prior = checkpoint.build_module(kind, cfg)
-    crt = crt_params = None
-    if FLAGS.crt:
-        kind, crt_cfg, crt_params = checkpoint.load_model(FLAGS.crt)
-        crt = checkpoint.build_module(kind, crt_cfg)
-    size = int(cfg["image_size"])
+    prior, prior_params = checkpoint.load_module(FLAGS.prior)
+    crt, crt_params = checkpoint.load_module(FLAGS.crt) if FLAGS.crt else (None, None)
+    size = prior.image_size
     paths = images.list_images(FLAGS.input_dir)[: FLAGS.max_images]
     hr = [images.resize(images.center_square(images.read_rgb(p)), size) for p in paths]
     lr = [images.lr_from_hr(h, FLAGS.scale) for h in hr]
