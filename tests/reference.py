@@ -20,12 +20,8 @@ CRT_TINY = dict(image_size=64, num_channels=32, num_res_blocks=1, channel_mult="
                 attention_resolutions="8", num_heads=2, num_head_channels=16, use_scale_shift_norm=True,
                 resblock_updown=True)
 # The random 32x32 models of the reference trajectory (see fixtures/reference/README.md).
-TRAJ_ADM = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2,2", learn_sigma=True,
-                attention_resolutions="8", num_heads=4, num_head_channels=16, use_scale_shift_norm=True,
-                resblock_updown=True)
-TRAJ_CRT = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2", learn_sigma=False,
-                attention_resolutions="16", num_heads=2, num_head_channels=16, use_scale_shift_norm=True,
-                resblock_updown=True)
+TRAJ_ADM = dict(ADM_TINY, attention_resolutions="8")
+TRAJ_CRT = dict(CRT_TINY, image_size=32, channel_mult="1,2", attention_resolutions="16")
 
 
 def load_npz(name: str) -> dict:
