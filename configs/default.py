@@ -12,7 +12,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Inputs: "synthetic" = HR faces from which the LR input is made by bicubic downsampling by `scale`;
     # "real" = LR faces used as they are.
     config.mode = "synthetic"
+    # A folder of images, or "synthfaces:heldout" / "synthfaces:train": the procedural faces of dpi_jax.synthfaces
+    # (synthetic mode only), named <split>_<seed>.
     config.input_dir = "data/hr"
+    config.num_images = 0  # only the first N inputs (sorted file names / N synthfaces seeds); 0: all (16 synthfaces)
     config.output_dir = "out/dpi"
     config.overwrite = False  # existing outputs are kept unless True
     # Models: directories written by `python -m dpi_jax.port` (or by train.py for a CRT). An empty crt_checkpoint

@@ -1,6 +1,11 @@
 """What ``sample.py`` does: read a folder of faces, run DPI on them in batches, write PNGs and a grid.
 
-Outputs in ``config.output_dir``: ``<input stem>.png`` for each SR result (with ``config.num_seeds = S > 1``:
+Inputs (:func:`list_inputs`): the images of the folder ``config.input_dir``, or with
+``config.input_dir = "synthfaces:heldout"`` (or ``"synthfaces:train"``) the procedural faces of
+:mod:`dpi_jax.synthfaces` for ``split_seeds(split, config.num_images or 16)``, named ``<split>_<seed>`` (synthetic
+mode only). ``config.num_images > 0`` keeps the first N inputs (sorted file names, or the first N seeds).
+
+Outputs in ``config.output_dir``: ``<input name>.png`` for each SR result (with ``config.num_seeds = S > 1``:
 ``<stem>_s0.png`` ... ``<stem>_s{S-1}.png`` and ``<stem>_std.png``, the per-pixel standard deviation over the seeds)
 and ``grid.png`` with one row per input: LR (nearest, enlarged) | bicubic | DPI (up to 4 seeds) | std map | ground
 truth (synthetic mode). Existing files are never overwritten unless ``config.overwrite``: an input whose output
@@ -13,6 +18,7 @@ compilation serves the whole folder, and are split over all devices.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -58,13 +64,24 @@ def load_models(config: ml_collections.ConfigDict):
     return prior, prior_params, crt, crt_params
 
 
+SYNTHFACES_PREFIX = "synthfaces:"
+SYNTHFACES_SPLITS = ("train", "heldout")
+SYNTHFACES_DEFAULT_COUNT = 16
+
+
 def prepare_input(path: Path, config, image_size: int):
     """(LR uint8, I_L^bc uint8, ground truth uint8 or None) for one file; raises ImageReadError when unusable."""
-    image = images.read_rgb(path)
+    return prepare_image(images.read_rgb(path), config, image_size, str(path))
+
+
+def prepare_image(image: np.ndarray, config, image_size: int, label: str = "image"):
+    """(LR uint8, I_L^bc uint8, ground truth uint8 or None) for one uint8 RGB image: an HR face in synthetic mode (the
+    LR is made by bicubic downsampling; a wrong size is centre-cropped and resized, with a message naming ``label``),
+    the LR input itself in real mode."""
     if config.mode == "synthetic":
         hr = image
         if hr.shape[:2] != (image_size, image_size):
-            log.warning("%s: %dx%d, centre-cropped and resized to %dx%d", path, *hr.shape[:2], image_size, image_size)
+            log.warning("%s: %dx%d, centre-cropped and resized to %dx%d", label, *hr.shape[:2], image_size, image_size)
             hr = images.resize(images.center_square(hr), image_size)
         lr = images.lr_from_hr(hr, config.scale)
     elif config.mode == "real":
@@ -74,35 +91,81 @@ def prepare_input(path: Path, config, image_size: int):
     return lr, images.condition_from_lr(lr, image_size, config.k), hr
 
 
-def run(config: ml_collections.ConfigDict) -> list[Path]:
-    """Super-resolve every image of ``config.input_dir``; returns the paths written."""
-    prior, prior_params, crt, crt_params = load_models(config)
-    image_size = prior.image_size
-    schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
-    out_dir = Path(config.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def synthfaces_split(input_dir: str) -> str | None:
+    """The split named by ``"synthfaces:<split>"``, or None for a folder."""
+    input_dir = str(input_dir)
+    if not input_dir.startswith(SYNTHFACES_PREFIX):
+        return None
+    split = input_dir[len(SYNTHFACES_PREFIX):]
+    if split not in SYNTHFACES_SPLITS:
+        raise SetupError(f"input_dir {input_dir!r}: the synthfaces split must be one of "
+                         f"{', '.join(SYNTHFACES_PREFIX + s for s in SYNTHFACES_SPLITS)}")
+    return split
 
-    num_seeds = int(config.num_seeds)
-    todo = []
-    for path in images.list_images(config.input_dir):
-        target = out_dir / (f"{path.stem}.png" if num_seeds == 1 else f"{path.stem}_s0.png")
-        if target.exists() and not config.overwrite:
+
+def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=None) -> list[tuple]:
+    """The inputs of ``config``: a list of ``(name, LR uint8, I_L^bc uint8, ground truth uint8 or None)``.
+
+    ``config.input_dir`` is a folder (unreadable files are reported by name and skipped) or ``"synthfaces:<split>"``
+    (HR faces ``synthfaces.face(seed, image_size)``, synthetic mode only). ``config.num_images > 0`` keeps the first N
+    files (sorted) or seeds. With ``output_dir``, inputs whose first output (``<name>.png``, or ``<name>_s0.png`` for
+    several seeds) exists there are skipped unless ``config.overwrite``.
+    """
+    num_images = int(config.get("num_images", 0) or 0)
+    num_seeds = int(config.get("num_seeds", 1))
+
+    def done(name: str) -> bool:
+        if output_dir is None or config.overwrite:
+            return False
+        target = Path(output_dir) / (f"{name}.png" if num_seeds == 1 else f"{name}_s0.png")
+        if target.exists():
             log.warning("%s exists: skipped (set --config.overwrite=True to replace it)", target)
+            return True
+        return False
+
+    inputs = []
+    split = synthfaces_split(config.input_dir)
+    if split is not None:
+        if config.mode != "synthetic":
+            raise SetupError(f"input_dir {config.input_dir!r} gives HR faces: it needs config.mode='synthetic', "
+                             f"not {config.mode!r}")
+        synthfaces = importlib.import_module("dpi_jax.synthfaces")
+        for seed in synthfaces.split_seeds(split, num_images or SYNTHFACES_DEFAULT_COUNT):
+            name = f"{split}_{seed}"
+            if not done(name):
+                hr = np.asarray(synthfaces.face(int(seed), image_size), np.uint8)
+                inputs.append((name,) + prepare_image(hr, config, image_size, name))
+        return inputs
+
+    paths = images.list_images(config.input_dir)
+    for path in paths[:num_images] if num_images > 0 else paths:
+        if done(path.stem):
             continue
         try:
-            todo.append((path,) + prepare_input(path, config, image_size))
+            inputs.append((path.stem,) + prepare_input(path, config, image_size))
         except images.ImageReadError as err:
             log.error("skipped %s", err)
-    if not todo:
-        log.warning("nothing to do in %s", config.input_dir)
-        return []
+    return inputs
 
+
+def sample_batches(todo: list[tuple], config: ml_collections.ConfigDict, prior, prior_params, crt=None,
+                   crt_params=None, *, tau=None, s=None, omega=None, progress: bool = True, desc: str = "DPI",
+                   leave: bool = True):
+    """Run DPI on ``todo`` (items of :func:`list_inputs`) in batches of ``config.batch_size``; yields ``(batch, sr)``
+    with ``sr`` (num_seeds, len(batch), H, W, 3) float in [-1, 1]. ``tau``/``s``/``omega`` override the config's;
+    ``crt=None`` samples without the corrector. Batch j, seed n uses ``fold_in(fold_in(PRNGKey(config.seed), j), n)``
+    whatever the settings, so that settings are compared on the same noise."""
+    schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
+    tau = config.tau if tau is None else tau
+    s = config.s if s is None else s
+    omega = config.omega if omega is None else omega
+    num_seeds = int(config.num_seeds)
     mesh = sharding.data_mesh()
     batch_size = -(-config.batch_size // mesh.size) * mesh.size  # a multiple of the device count
+    crt_params = crt_params if crt is not None else None
     params = sharding.replicate(dict(prior_params=prior_params, crt_params=crt_params), mesh)
-    written, rows = [], []
     batches = [todo[j:j + batch_size] for j in range(0, len(todo), batch_size)]
-    for j, batch in enumerate(tqdm(batches, desc="DPI", unit="batch")):
+    for j, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=leave)):
         cond = np.stack([images.to_model(item[2]) for item in batch])
         pad = batch_size - len(batch)
         cond = np.concatenate([cond, np.repeat(cond[-1:], pad, axis=0)]) if pad else cond
@@ -110,20 +173,38 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
         keys = jax.vmap(jax.random.fold_in, (None, 0))(batch_key, jnp.arange(num_seeds))
         sr = sampler.sample_seeds(
             keys, sharding.shard_batch(jnp.asarray(cond), mesh), prior=prior, crt=crt, **params,
-            schedule=schedule, tau=config.tau, s=config.s, omega=config.omega, k=config.k, method=config.method,
+            schedule=schedule, tau=tau, s=s, omega=omega, k=config.k, method=config.method,
             eta=config.eta, var_type=config.var_type, clip_denoised=config.clip_denoised,
             chunk_size=config.seed_chunk or None)
-        sr = np.asarray(jax.device_get(sr))[:, : len(batch)]  # (seeds, batch, H, W, 3) in [-1, 1]
-        for n, (path, lr, _, hr) in enumerate(batch):
+        yield batch, np.asarray(jax.device_get(sr))[:, : len(batch)]  # (seeds, batch, H, W, 3) in [-1, 1]
+
+
+def run(config: ml_collections.ConfigDict) -> list[Path]:
+    """Super-resolve every input of ``config`` (see :func:`list_inputs`); returns the paths written."""
+    prior, prior_params, crt, crt_params = load_models(config)
+    image_size = prior.image_size
+    diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    num_seeds = int(config.num_seeds)
+    todo = list_inputs(config, image_size, out_dir)
+    if not todo:
+        log.warning("nothing to do in %s", config.input_dir)
+        return []
+
+    written, rows = [], []
+    for batch, sr in sample_batches(todo, config, prior, prior_params, crt, crt_params):
+        for n, (name, lr, _, hr) in enumerate(batch):
             results = images.to_uint8(sr[:, n])
             extra = []
             if num_seeds == 1:
-                written.append(images.save_png(out_dir / f"{path.stem}.png", results[0]))
+                written.append(images.save_png(out_dir / f"{name}.png", results[0]))
             else:
                 for m, result in enumerate(results):
-                    written.append(images.save_png(out_dir / f"{path.stem}_s{m}.png", result))
+                    written.append(images.save_png(out_dir / f"{name}_s{m}.png", result))
                 extra = [images.diversity_map(sr[:, n])]
-                written.append(images.save_png(out_dir / f"{path.stem}_std.png", extra[0]))
+                written.append(images.save_png(out_dir / f"{name}_std.png", extra[0]))
             if len(rows) < config.grid_rows:
                 row = [images.nearest_up(lr, image_size), images.resize(lr, image_size), *results[:4], *extra]
                 rows.append(row + ([hr] if hr is not None else []))

@@ -1,0 +1,263 @@
+"""dpi_jax.evaluate: the metrics against direct NumPy computations, the synthfaces input source of sample_lib, and an
+end-to-end evaluation with a sweep on tiny random checkpoints."""
+
+import csv
+import json
+import sys
+import types
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+import dpi_jax
+from configs import default
+from dpi_jax import checkpoint, evaluate, images, models, sample_lib
+from tests.reference import TRAJ_ADM, TRAJ_CRT, run_python
+
+
+def np_psnr(a, b):
+    mse = ((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).mean(axis=(-3, -2, -1))
+    return 10 * np.log10(1.0 / mse)
+
+
+def np_ssim(a, b, size=11, sigma=1.5, k1=0.01, k2=0.03):
+    """SSIM of HWC images in [0, 1] written out: separable Gaussian window, valid filtering, per channel, averaged."""
+    x = np.arange(size) - (size - 1) / 2
+    g = np.exp(-x ** 2 / (2 * sigma ** 2))
+    g /= g.sum()
+
+    def blur(z):  # valid separable filtering of (H, W, C)
+        z = np.lib.stride_tricks.sliding_window_view(z, size, axis=0) @ g
+        return np.lib.stride_tricks.sliding_window_view(z, size, axis=1) @ g
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2, blur(a * b) - mu_a * mu_b
+    c1, c2 = k1 ** 2, k2 ** 2
+    ssim_map = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return ssim_map.mean()
+
+
+def pil_resize(image, size):
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
+
+
+def face_like(seed, size=32):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    base = np.stack([np.sin(6 * xx + seed), np.cos(5 * yy), xx * yy], -1) * 0.5 + 0.5
+    return (255 * np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1)).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------------------ metrics
+
+def test_psnr_is_the_formula_per_image():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=(3, 16, 16, 3))
+    b = np.clip(a + rng.normal(scale=[[[[0.01]]], [[[0.05]]], [[[0.2]]]], size=a.shape), 0, 1)
+    got = evaluate.psnr(a, b)
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got, np_psnr(a, b), rtol=1e-4)
+    assert got[0] > got[1] > got[2]
+    assert np.isinf(evaluate.psnr(a[0], a[0]))
+
+
+def test_ssim_matches_a_direct_computation_and_its_properties():
+    rng = np.random.default_rng(1)
+    a = np.stack([face_like(0, 24), face_like(1, 24)]) / 255.0
+    noisy = np.clip(a + rng.normal(scale=0.05, size=a.shape), 0, 1)
+    noisier = np.clip(a + rng.normal(scale=0.2, size=a.shape), 0, 1)
+    np.testing.assert_allclose(evaluate.ssim(a, a), 1.0, atol=1e-5)
+    got = evaluate.ssim(a, noisy)
+    assert got.shape == (2,)
+    np.testing.assert_allclose(got, [np_ssim(x, y) for x, y in zip(a, noisy)], atol=1e-4)
+    np.testing.assert_allclose(got, evaluate.ssim(noisy, a), atol=1e-6)  # symmetric
+    assert np.all(evaluate.ssim(a, noisier) < got)  # more noise, lower SSIM
+
+
+def test_lr_consistency_degrades_the_sr_with_the_lr_bicubic():
+    rng = np.random.default_rng(2)
+    sr = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    lr = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    expected = np_psnr(np.stack([pil_resize(x, 4) for x in sr]) / 255.0, lr / 255.0)
+    got = evaluate.lr_consistency(sr, lr, 8)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    np.testing.assert_allclose(evaluate.lr_consistency(sr[1], lr[1], 8), expected[1], rtol=1e-4)
+    hr = face_like(3)  # the ground truth explains its own LR exactly
+    assert np.isinf(evaluate.lr_consistency(hr, images.lr_from_hr(hr, 8), 8))
+    with pytest.raises(TypeError):
+        evaluate.lr_consistency(sr / 255.0, lr, 8)
+    with pytest.raises(ValueError):
+        evaluate.lr_consistency(sr, lr, 4)
+
+
+def test_diversity_is_the_mean_per_pixel_std_over_seeds():
+    rng = np.random.default_rng(3)
+    samples = rng.uniform(size=(3, 2, 8, 8, 3))
+    got = evaluate.diversity(samples)
+    assert got.shape == (2,)
+    np.testing.assert_allclose(got, [np.std(samples[:, b], axis=0).mean() for b in range(2)], rtol=1e-12)
+    np.testing.assert_array_equal(evaluate.diversity(np.repeat(samples[:1], 4, axis=0)), 0.0)
+
+
+def test_settings_and_sweeps():
+    config = default.get_config()
+    assert [s["name"] for s in evaluate.default_settings(config)] == ["dpi", "dpi-no-crt"]
+    assert [s["name"] for s in evaluate.default_settings(config, crt_ablation=False)] == ["dpi"]
+    config.crt_checkpoint = ""
+    assert [(s["name"], s["crt"]) for s in evaluate.default_settings(config)] == [("dpi-no-crt", False)]
+    sweep = evaluate.parse_sweep("omega=10,2.5", config)
+    assert [(s["name"], s["omega"], s["tau"], s["swept"]) for s in sweep] == [
+        ("omega=10", 10.0, config.tau, "omega"), ("omega=2.5", 2.5, config.tau, "omega")]
+    for bad in ("eta=1,2", "tau", "tau=", "tau=a,b"):
+        with pytest.raises(ValueError, match="--sweep"):
+            evaluate.parse_sweep(bad, config)
+    assert evaluate.slug("tau=2.5") == "tau_2.5" and evaluate.slug("dpi-no-crt") == "dpi-no-crt"
+
+
+# ---------------------------------------------------------------------------------------------------- synthfaces input
+
+@pytest.fixture
+def fake_synthfaces(monkeypatch):
+    """A stand-in for dpi_jax.synthfaces with its API (the tests must not depend on its pictures)."""
+    fake = types.ModuleType("dpi_jax.synthfaces")
+    fake.face = lambda seed, size=64: face_like(seed, size)
+    fake.faces = lambda seeds, size=64: np.stack([face_like(s, size) for s in seeds])
+    fake.split_seeds = lambda split, count, start=0: [(1000 if split == "heldout" else 0) + start + i
+                                                      for i in range(count)]
+    monkeypatch.setitem(sys.modules, "dpi_jax.synthfaces", fake)
+    monkeypatch.setattr(dpi_jax, "synthfaces", fake, raising=False)
+    return fake
+
+
+def test_list_inputs_from_synthfaces(fake_synthfaces, tmp_path):
+    config = default.get_config()
+    config.input_dir, config.num_images, config.scale = "synthfaces:heldout", 3, 8
+    inputs = sample_lib.list_inputs(config, 32)
+    assert [item[0] for item in inputs] == ["heldout_1000", "heldout_1001", "heldout_1002"]
+    name, lr, cond, hr = inputs[1]
+    np.testing.assert_array_equal(hr, face_like(1001, 32))
+    np.testing.assert_array_equal(lr, images.lr_from_hr(hr, 8))
+    assert lr.shape == (4, 4, 3) and cond.shape == (16, 16, 3)
+    config.num_images = 0
+    assert len(sample_lib.list_inputs(config, 32)) == 16  # the default count
+    config.input_dir, config.num_images = "synthfaces:train", 2
+    Image.fromarray(face_like(0)).save(tmp_path / "train_0.png")  # an existing output skips its input
+    assert [i[0] for i in sample_lib.list_inputs(config, 32, tmp_path)] == ["train_1"]
+    config.overwrite = True
+    assert [i[0] for i in sample_lib.list_inputs(config, 32, tmp_path)] == ["train_0", "train_1"]
+    config.mode = "real"
+    with pytest.raises(sample_lib.SetupError, match="synthetic"):
+        sample_lib.list_inputs(config, 32)
+    config.mode, config.input_dir = "synthetic", "synthfaces:test"
+    with pytest.raises(sample_lib.SetupError, match="synthfaces:heldout"):
+        sample_lib.list_inputs(config, 32)
+
+
+def test_list_inputs_folder_honours_num_images(tmp_path, caplog):
+    for n in range(3):
+        Image.fromarray(face_like(n, 40)).save(tmp_path / f"f{n}.png")
+    (tmp_path / "a_corrupt.png").write_bytes(b"not an image")
+    config = default.get_config()
+    config.input_dir = str(tmp_path)
+    inputs = sample_lib.list_inputs(config, 32)
+    assert [i[0] for i in inputs] == ["f0", "f1", "f2"] and "a_corrupt.png" in caplog.text
+    assert inputs[0][3].shape == (32, 32, 3)  # wrong size: cropped and resized
+    config.num_images = 2  # the first two files, the unreadable one included
+    assert [i[0] for i in sample_lib.list_inputs(config, 32)] == ["f0"]
+
+
+# -------------------------------------------------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def random_checkpoints(tmp_path_factory):
+    """The 32x32 reference-trajectory architectures with random parameters (drawn in NumPy: initialising through
+    Flax would compile the whole network, tens of seconds on 2 cores)."""
+    root = tmp_path_factory.mktemp("random_ckpt")
+    rng = np.random.default_rng(0)
+
+    def draw(path, leaf):
+        name = getattr(path[-1], "key", "")
+        if name == "scale":
+            return np.ones(leaf.shape, np.float32)
+        if name == "bias":
+            return np.zeros(leaf.shape, np.float32)
+        fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 1
+        return rng.normal(scale=fan_in ** -0.5, size=leaf.shape).astype(np.float32)
+
+    for name, config, kind in [("adm", TRAJ_ADM, "adm"), ("crt", TRAJ_CRT, "crt")]:
+        abstract = models.abstract_params(models.make_model(kind, config))
+        checkpoint.save_model(root / name, jax.tree_util.tree_map_with_path(draw, abstract), config, kind=kind)
+    return root
+
+
+def tiny_config(checkpoints):
+    config = default.get_config()
+    config.input_dir, config.num_images, config.scale = "synthfaces:heldout", 2, 8
+    config.prior_checkpoint, config.crt_checkpoint = str(checkpoints / "adm"), str(checkpoints / "crt")
+    config.respacing, config.tau, config.omega = "4", 1.0, 3.0
+    config.num_seeds, config.batch_size = 2, 2
+    return config
+
+
+def test_evaluate_end_to_end_with_a_sweep(random_checkpoints, fake_synthfaces, tmp_path, capsys):
+    config = tiny_config(random_checkpoints)
+    out = tmp_path / "eval"
+    rows = evaluate.run(config, out, sweeps=["tau=0,3"], progress=False)
+
+    names = ["dpi", "dpi-no-crt", "tau=0", "tau=3", "bicubic"]
+    assert [r["setting"] for r in rows] == names
+    expected_files = {"metrics.csv", "metrics.md", "metrics.json", "sweep.png", "grid_dpi.png",
+                      "grid_dpi-no-crt.png", "grid_tau_0.png", "grid_tau_3.png"}
+    assert {p.name for p in out.iterdir()} == expected_files
+    for row in rows:
+        assert row["num_images"] == 2
+        for metric in evaluate.METRICS:
+            assert np.isfinite(row[metric]) and np.isfinite(row[f"{metric}_std"]), (row["setting"], metric)
+        assert -1 <= row["ssim"] <= 1
+    for row in rows[:-1]:  # two different seeds never give the same image
+        assert row["diversity"] > 0 and row["num_seeds"] == 2
+    assert rows[-1]["diversity"] == 0
+    assert [r["crt"] for r in rows] == [True, False, True, True, None]
+    assert (rows[2]["tau"], rows[3]["tau"]) == (0.0, 3.0)
+
+    # The bicubic baseline, computed directly.
+    hrs = [face_like(seed, 32) for seed in (1000, 1001)]
+    lrs = [pil_resize(hr, 4) for hr in hrs]
+    bic = [pil_resize(lr, 32) for lr in lrs]
+    consistency = [np_psnr(pil_resize(b, 4) / 255.0, lr / 255.0) for b, lr in zip(bic, lrs)]
+    np.testing.assert_allclose(rows[-1]["lr_psnr"], np.mean(consistency), rtol=1e-4)
+    np.testing.assert_allclose(rows[-1]["psnr"], np.mean([np_psnr(b / 255.0, h / 255.0) for b, h in zip(bic, hrs)]),
+                               rtol=1e-4)
+    assert set(rows[-1]["per_image"]) == {"heldout_1000", "heldout_1001"}
+
+    table = (out / "metrics.md").read_text()
+    lines = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert lines[0].startswith("| setting | PSNR")
+    assert [line.split(" | ")[0][2:].split(" (")[0] for line in lines[1:]] == names
+    assert "LPIPS and FID are not computed" in table and table.strip() in capsys.readouterr().out
+    with open(out / "metrics.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert [r["setting"] for r in csv_rows] == names
+    np.testing.assert_allclose(float(csv_rows[-1]["lr_psnr"]), rows[-1]["lr_psnr"])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert [r["setting"] for r in saved["rows"]] == names and saved["not_computed"] == ["lpips", "fid"]
+    grid = np.asarray(Image.open(out / "grid_dpi.png"))
+    assert grid.shape == (2 * 34 + 2, 5 * 34 + 2, 3)  # 2 inputs; LR | bicubic | 2 seeds | GT
+    assert np.asarray(Image.open(out / "sweep.png")).ndim == 3
+
+    # Existing outputs are kept: refused before any sampling.
+    before = (out / "metrics.md").read_bytes()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        evaluate.run(config, out, sweeps=["tau=0,3"], progress=False)
+    assert (out / "metrics.md").read_bytes() == before
+
+
+def test_cli_refuses_lpips_without_computing_anything(tmp_path):
+    proc = run_python(["-m", "dpi_jax.evaluate", "--config", "configs/default.py", f"--out={tmp_path / 'eval'}",
+                       "--lpips_weights=/nowhere/alex.pth"], check=False)
+    assert proc.returncode == 2
+    assert "does not compute LPIPS" in proc.stderr
+    assert not (tmp_path / "eval").exists()
