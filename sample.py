@@ -12,7 +12,7 @@ from ml_collections import config_flags
 
 from dpi_jax import sample_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/x8.py", "Sampling configuration file.")
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Sampling configuration file.")
 
 
 def main(argv):

@@ -244,3 +244,24 @@ def _settings(args: dict) -> dict:
     out.update({n: jnp.asarray(args[n], real) for n in ("tau", "s", "omega", "eta")})
     out["snapshot_steps"] = tuple(int(i) for i in args["snapshot_steps"])
     return out
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "prior", "var_type", "clip_denoised"))
+def sample_prior(key: jax.Array, shape: tuple, *, prior, prior_params, schedule: diffusion.Schedule,
+                 var_type: str = "learned_range", clip_denoised: bool = True) -> jnp.ndarray:
+    """Plain ancestral DDPM sampling from the prior alone (no condition): (B, H, W, C) images in [-1, 1].
+
+    For looking at what a prior has learned (train.py's sample PNGs, the demo's model card). x_T comes from
+    ``split(key)[0]`` and step i draws from ``fold_in(split(key)[1], i)``, as in :func:`sample`."""
+    key_init, key_steps = jax.random.split(key)
+    prior_fn, _ = _apply_fns(prior, prior_params, None, None)
+
+    def body(x, i):
+        steps = jnp.full((shape[0],), i)
+        out = diffusion.p_mean_variance(schedule, prior_fn(x, schedule.timestep_map[steps]), x, steps,
+                                        var_type=var_type, clip_denoised=clip_denoised)
+        noise = jax.random.normal(jax.random.fold_in(key_steps, i), shape)
+        return diffusion.ddpm_step(out, steps, noise), None
+
+    x, _ = jax.lax.scan(body, jax.random.normal(key_init, shape), jnp.arange(schedule.num_steps - 1, -1, -1))
+    return x

@@ -52,16 +52,19 @@ def timestep_embedding(t, dim: int, max_period: float = 10000.0):
 
 
 def group_norm(x, name: str):
-    """GroupNorm(32 groups, eps 1e-5) computed in float32, cast back to the input dtype."""
-    norm = nn.GroupNorm(num_groups=32, epsilon=1e-5, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
+    """GroupNorm(32 groups, eps 1e-5) computed in float32, cast back to the input dtype. For channel counts that 32
+    does not divide (small models only; guided-diffusion's are all multiples of 32): gcd(32, channels) groups."""
+    norm = nn.GroupNorm(num_groups=math.gcd(32, x.shape[-1]), epsilon=1e-5, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
     return norm(x.astype(jnp.float32)).astype(x.dtype)
 
 
-def conv(features: int, kernel: int, dtype, name: str, stride: int = 1) -> nn.Conv:
-    """A PyTorch-padded convolution (pad k // 2 on every side; flax "SAME" differs for strided convs)."""
+def conv(features: int, kernel: int, dtype, name: str, stride: int = 1, zero_init: bool = False) -> nn.Conv:
+    """A PyTorch-padded convolution (pad k // 2 on every side; flax "SAME" differs for strided convs).
+    ``zero_init``: starts at zero, as guided-diffusion's ``zero_module`` (residual branches and the output)."""
     pad = kernel // 2
+    zeros = dict(kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros) if zero_init else {}
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                   dtype=dtype, param_dtype=jnp.float32, name=name)
+                   dtype=dtype, param_dtype=jnp.float32, name=name, **zeros)
 
 
 def downsample_avg(x):
@@ -120,7 +123,7 @@ class ResBlock(nn.Module):
         else:
             h = group_norm(h + emb_out, "out_layers_0")
         h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
-        h = conv(self.out_channels, 3, self.dtype, "out_layers_3")(h)
+        h = conv(self.out_channels, 3, self.dtype, "out_layers_3", zero_init=True)(h)
         if x.shape[-1] != self.out_channels:
             x = conv(self.out_channels, 1, self.dtype, "skip_connection")(x)
         return x + h
@@ -147,7 +150,8 @@ class AttentionBlock(nn.Module):
         logits = jnp.einsum("bthc,bshc->bhts", q * scale, k * scale)
         weights = nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
         a = jnp.einsum("bhts,bshc->bthc", weights, v).reshape(b, hgt * wid, c)
-        out = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, name="proj_out")(a)
+        out = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=nn.initializers.zeros,
+                       name="proj_out")(a)  # zero-initialised, as guided-diffusion
         return x + out.reshape(b, hgt, wid, c).astype(x.dtype)
 
 
@@ -242,7 +246,7 @@ class UNet(nn.Module):
 
         h = nn.silu(group_norm(h.astype(jnp.float32), "out_0"))  # `out` stays float32, as in guided-diffusion
         out_channels = 2 * self.in_channels if self.learn_sigma else self.in_channels
-        out = conv(out_channels, 3, jnp.float32, "out_2")(h)
+        out = conv(out_channels, 3, jnp.float32, "out_2", zero_init=True)(h)
         return out if y is None else out + y
 
 

@@ -1,0 +1,10 @@
+"""The x16 CRT of the paper's synthetic benchmark: bicubic x16 LR, 256x256 faces.
+
+    python train.py --config configs/crt_x16.py --config.workdir=runs/crt_x16 --config.data.folder=FACES/
+"""
+
+from configs import crt_common
+
+
+def get_config():
+    return crt_common.crt_config(scale=16)

@@ -1,0 +1,27 @@
+"""The bundled demo (sample.py's default): x8 DPI on held-out synthetic faces with the shipped 64x64 prior and CRT.
+
+    python sample.py            # = python sample.py --config configs/demo.py
+
+Writes out/demo/: heldout_<seed>_s{0,1,2}.png (three seeds per face, vmapped), heldout_<seed>_std.png and grid.png
+(LR | bicubic | DPI x 3 seeds | std | ground truth). The paper's DDPM-1000 settings (tau, omega) = (300, 750) are
+scaled to the demo's 100 respaced steps. Weights: weights/demo/ (see weights/demo/MODEL_CARD.md).
+"""
+
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.mode = "synthetic"
+    config.input_dir = "synthfaces:heldout"  # generated on the fly: dpi_jax.synthfaces, held-out seeds
+    config.num_images = 6
+    config.output_dir = "out/demo"
+    config.prior_checkpoint = "weights/demo/prior"
+    config.crt_checkpoint = "weights/demo/crt_x8"
+    config.scale = 8
+    config.respacing = "100"
+    config.tau, config.s, config.omega = 30.0, 1.2, 75.0
+    config.var_type = "fixed_small"  # the demo prior predicts eps only (learn_sigma=False)
+    config.num_seeds = 3
+    config.batch_size = 6
+    return config
