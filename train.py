@@ -10,6 +10,7 @@ the workdir holds; ``<workdir>/model`` is what sample.py loads.
 import logging
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from dpi_jax import train_lib
@@ -24,6 +25,7 @@ def main(argv):
     config = _CONFIG.value
     if not config.workdir:
         raise app.UsageError("set --config.workdir=DIR (checkpoints, metrics and the exported model go there)")
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
     logging.getLogger("dpi_jax").setLevel(logging.INFO)
     train_lib.train(config, config.workdir)
 

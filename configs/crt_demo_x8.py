@@ -19,7 +19,7 @@ def get_config():
     config.data.source = "synthetic"
     config.scale = 8
     config.batch_size = 16
-    config.num_steps = 1200
+    config.num_steps = 700
     config.optim.learning_rate = 1e-3
     config.optim.warmup_steps = 100
     config.ema_decay = 0.995

@@ -19,7 +19,7 @@ def get_config():
     config.model.config = ml_collections.ConfigDict(DEMO_PRIOR)
     config.data.source = "synthetic"
     config.batch_size = 16
-    config.num_steps = 1600
+    config.num_steps = 2500
     config.optim.learning_rate = 1e-3
     config.optim.warmup_steps = 100
     config.ema_decay = 0.995

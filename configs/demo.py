@@ -4,7 +4,7 @@
 
 Writes out/demo/: heldout_<seed>_s{0,1,2}.png (three seeds per face, vmapped), heldout_<seed>_std.png and grid.png
 (LR | bicubic | DPI x 3 seeds | std | ground truth). The paper's DDPM-1000 settings (tau, omega) = (300, 750) are
-scaled to the demo's 100 respaced steps. Weights: weights/demo/ (see weights/demo/MODEL_CARD.md).
+scaled to the demo's 50 respaced steps. Weights: weights/demo/ (see weights/demo/MODEL_CARD.md).
 """
 
 from configs import default
@@ -19,8 +19,8 @@ def get_config():
     config.prior_checkpoint = "weights/demo/prior"
     config.crt_checkpoint = "weights/demo/crt_x8"
     config.scale = 8
-    config.respacing = "100"
-    config.tau, config.s, config.omega = 30.0, 1.2, 75.0
+    config.respacing = "50"
+    config.tau, config.s, config.omega = 15.0, 1.2, 37.5
     config.var_type = "fixed_small"  # the demo prior predicts eps only (learn_sigma=False)
     config.num_seeds = 3
     config.batch_size = 6

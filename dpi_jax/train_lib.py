@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import logging
 import signal
 import time
 from pathlib import Path
@@ -44,7 +43,6 @@ from tqdm import tqdm
 from dpi_jax import checkpoint, data, diffusion, images, losses, masks, sampler, sharding
 from dpi_jax.models import CRT, count_params, make_model
 
-log = logging.getLogger(__name__)
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -243,11 +241,11 @@ def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None 
     with ocp.CheckpointManager((workdir / "checkpoints").resolve(), options=options) as manager:
         if manager.latest_step() is not None:
             state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
-            log.info("resumed from %s at step %d", workdir / "checkpoints", int(state.step))
+            tqdm.write(f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}")
         start = int(state.step)
         state = sharding.replicate(state, mesh)
-        log.info("%s: %s parameters, %d devices, steps %d..%d", config.model.kind, f"{count_params(state.params):,}",
-                 mesh.size, start, config.num_steps)
+        tqdm.write(f"{config.model.kind}: {count_params(state.params):,} parameters, {mesh.size} device(s), steps "
+                   f"{start}..{config.num_steps}, writing to {workdir}")
         train_step = make_train_step(config, model, schedule, optimizer, mesh)
         source = data.make_source(config.data, model.image_size, split="train")
         stream = data.prefetch_to_mesh(data.batches(source, start, config.batch_size, seed=config.seed,
