@@ -5,7 +5,7 @@
 
 import ml_collections
 
-from configs import train_default
+from configs import ddpm_demo, train_default
 
 DEMO_CRT = dict(image_size=64, num_channels=16, num_res_blocks=1, channel_mult=(1, 2, 2), learn_sigma=False,
                 attention_resolutions="16", num_heads=2, num_head_channels=16, use_scale_shift_norm=True,
@@ -16,14 +16,5 @@ def get_config():
     config = train_default.get_config()
     config.model.kind = "crt"
     config.model.config = ml_collections.ConfigDict(DEMO_CRT)
-    config.data.source = "synthetic"
     config.scale = 8
-    config.batch_size = 16
-    config.num_steps = 700
-    config.optim.learning_rate = 1e-3
-    config.optim.warmup_steps = 100
-    config.ema_decay = 0.995
-    config.log_every = 20
-    config.eval_every = 300
-    config.checkpoint_every = 200
-    return config
+    return ddpm_demo.short_cpu_run(config, num_steps=700, eval_every=300)

@@ -13,17 +13,22 @@ DEMO_PRIOR = dict(image_size=64, num_channels=16, num_res_blocks=1, channel_mult
                   resblock_updown=False, dropout=0.0)
 
 
-def get_config():
-    config = train_default.get_config()
-    config.model.kind = "adm"
-    config.model.config = ml_collections.ConfigDict(DEMO_PRIOR)
+def short_cpu_run(config, *, num_steps: int, eval_every: int):
+    """The optimisation and bookkeeping of the demo's short CPU runs (the prior and the CRT share them)."""
     config.data.source = "synthetic"
     config.batch_size = 16
-    config.num_steps = 2500
+    config.num_steps = num_steps
     config.optim.learning_rate = 1e-3
     config.optim.warmup_steps = 100
     config.ema_decay = 0.995
     config.log_every = 20
-    config.eval_every = 400
+    config.eval_every = eval_every
     config.checkpoint_every = 200
     return config
+
+
+def get_config():
+    config = train_default.get_config()
+    config.model.kind = "adm"
+    config.model.config = ml_collections.ConfigDict(DEMO_PRIOR)
+    return short_cpu_run(config, num_steps=2500, eval_every=400)

@@ -30,7 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dpi_jax import degrade, images, sharding
+from dpi_jax import degrade, images, masks, sharding
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +168,6 @@ def lr_of(hr: np.ndarray, scale: int, degradation: str, seed: int, position: int
     return degrade.degrade(hr, seed, position, degrade.PRESETS[degradation])
 
 
-def grid_condition(lr_bicubic: np.ndarray, k: int) -> np.ndarray:
-    """y_T of Eq. 11 on the host: I_L^bc (B, H/k, W/k, C) on the k-grid of zeros (as masks.initial_condition)."""
-    b, h, w, c = lr_bicubic.shape
-    y_T = np.zeros((b, h * k, w * k, c), lr_bicubic.dtype)
-    y_T[:, ::k, ::k] = lr_bicubic
-    return y_T
-
-
 def make_batch(source: Source, indices, *, scale: int, k: int = 2, degradation: str = "bicubic", seed: int = 0,
                positions=None) -> dict:
     """{"hr": I_G, "lr_bicubic": I_L^bc, "y_T": y_T}, float32 NHWC in [-1, 1], for ``source[indices]``.
@@ -187,7 +179,7 @@ def make_batch(source: Source, indices, *, scale: int, k: int = 2, degradation: 
              for h, p in zip(hr, positions)]
     lr_bicubic = np.stack([images.to_model(x) for x in lr_bc]).astype(np.float32)
     return {"hr": np.stack([images.to_model(h) for h in hr]).astype(np.float32), "lr_bicubic": lr_bicubic,
-            "y_T": grid_condition(lr_bicubic, k)}
+            "y_T": np.asarray(masks.initial_condition(lr_bicubic, k))}
 
 
 def batch_at(source: Source, step: int, batch_size: int, *, seed: int, scale: int, k: int = 2,

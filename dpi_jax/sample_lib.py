@@ -18,7 +18,6 @@ compilation serves the whole folder, and are split over all devices.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 from pathlib import Path
@@ -129,7 +128,7 @@ def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=N
         if config.mode != "synthetic":
             raise SetupError(f"input_dir {config.input_dir!r} gives HR faces: it needs config.mode='synthetic', "
                              f"not {config.mode!r}")
-        synthfaces = importlib.import_module("dpi_jax.synthfaces")
+        from dpi_jax import synthfaces  # only this input source needs it
         for seed in synthfaces.split_seeds(split, num_images or SYNTHFACES_DEFAULT_COUNT):
             name = f"{split}_{seed}"
             if not done(name):

@@ -134,35 +134,45 @@ def heldout_batch(config: ml_collections.ConfigDict, size: int) -> dict:
                            seed=config.seed + 1)
 
 
-def crt_heldout_outputs(params, batch: dict, *, model, schedule, config):
+def _spread_timesteps_and_draws(batch_size: int, shape, schedule: diffusion.Schedule, count: int):
+    """The fixed held-out timesteps (spread evenly over [0, T)) and ``count`` fixed Gaussian draws shaped ``shape``."""
+    t = jnp.round(jnp.linspace(0, schedule.num_steps - 1, batch_size)).astype(jnp.int32)
+    return t, jax.random.normal(jax.random.PRNGKey(1234), (count,) + tuple(shape))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "k"))
+def crt_heldout_outputs(params, batch: dict, *, model, schedule: diffusion.Schedule, k: int):
     """The CRT as the sampler uses it, on held-out images: input = a posterior sample of y_T at timesteps spread
     over [0, T) (fixed draws), condition y_T. Returns (CRT output, per-image grid MSE of y_T and of the output to the
     ground truth)."""
     gt, y_T = batch["hr"], batch["y_T"]
-    n = gt.shape[0]
-    t = jnp.asarray(np.linspace(0, schedule.num_steps - 1, n).round().astype(np.int32))
-    q_noise, post_noise = jax.random.normal(jax.random.PRNGKey(1234), (2,) + gt.shape)
-    m_f = masks.fixed_mask(gt.shape[1], gt.shape[2], config.k)
+    t, (q_noise, post_noise) = _spread_timesteps_and_draws(gt.shape[0], gt.shape, schedule, 2)
+    m_f = masks.fixed_mask(gt.shape[1], gt.shape[2], k)
     x = losses.posterior_sample(schedule, y_T, t, q_noise, post_noise)
     out = model.apply({"params": params}, m_f * x, schedule.timestep_map[t], m_f * y_T)
     return out, losses.grid_mse(y_T, gt, m_f), losses.grid_mse(out, gt, m_f)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def prior_heldout_loss(params, batch: dict, *, model, schedule: diffusion.Schedule):
+    """L_simple of a prior on held-out images at timesteps spread over [0, T), with fixed draws."""
+    gt = batch["hr"]
+    t, (noise,) = _spread_timesteps_and_draws(gt.shape[0], gt.shape, schedule, 1)
+    eps_model = lambda x, ts: model.apply({"params": params}, x, ts)  # noqa: E731
+    return losses.ddpm_simple_loss(eps_model, gt, t, noise, schedule).mean()
 
 
 def evaluate(state: TrainState, batch: dict, *, model, schedule, config) -> tuple[dict, np.ndarray]:
     """Held-out metrics of the EMA parameters, and the PNG to write (uint8)."""
     params = jax.device_get(state.ema_params)
     if isinstance(model, CRT):
-        out, mse_cond, mse_crt = jax.jit(functools.partial(crt_heldout_outputs, model=model, schedule=schedule,
-                                                           config=config))(params, batch)
+        out, mse_cond, mse_crt = crt_heldout_outputs(params, batch, model=model, schedule=schedule, k=config.k)
         size = model.image_size
         show = lambda x: images.nearest_up(images.to_uint8(np.asarray(x)[::config.k, ::config.k]), size)  # noqa
         rows = [[show(batch["y_T"][j]), show(out[j]), show(batch["hr"][j])] for j in range(out.shape[0])]
         return ({"heldout_mse_y_T": float(mse_cond.mean()), "heldout_mse_crt": float(mse_crt.mean())},
                 images.make_grid(rows))
-    t = jnp.asarray(np.linspace(0, schedule.num_steps - 1, batch["hr"].shape[0]).round().astype(np.int32))
-    noise = jax.random.normal(jax.random.PRNGKey(1234), batch["hr"].shape)
-    eps_model = lambda x, ts: model.apply({"params": params}, x, ts)  # noqa: E731
-    heldout = losses.ddpm_simple_loss(eps_model, jnp.asarray(batch["hr"]), t, noise, schedule).mean()
+    heldout = prior_heldout_loss(params, batch, model=model, schedule=schedule)
     shape = (config.sample_images, model.image_size, model.image_size, model.in_channels)
     samples = sampler.sample_prior(jax.random.PRNGKey(config.seed), shape, prior=model, prior_params=params,
                                    schedule=diffusion.make_schedule(config.diffusion.num_timesteps,
@@ -236,11 +246,13 @@ def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None 
     if config.batch_size % mesh.size:
         raise ValueError(f"batch_size {config.batch_size} does not split over {mesh.size} devices")
 
-    state = init_state(config, model, optimizer)
     options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
     with ocp.CheckpointManager((workdir / "checkpoints").resolve(), options=options) as manager:
-        if manager.latest_step() is not None:
-            state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
+        if manager.latest_step() is None:
+            state = init_state(config, model, optimizer)
+        else:  # restored against the state's shapes only: no initialisation to throw away
+            target = jax.eval_shape(lambda: init_state(config, model, optimizer))
+            state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(target))
             tqdm.write(f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}")
         start = int(state.step)
         state = sharding.replicate(state, mesh)

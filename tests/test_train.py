@@ -210,6 +210,6 @@ def test_tiny_crt_learns_to_correct_the_condition(tmp_path):
     module, params = checkpoint.load_module(tmp_path / "model")
     batch = train_lib.heldout_batch(config, 32)
     _, mse_y_T, mse_crt = train_lib.crt_heldout_outputs(params, batch, model=module,
-                                                        schedule=train_lib.make_schedule(config), config=config)
+                                                        schedule=train_lib.make_schedule(config), k=config.k)
     print(f"held-out grid MSE: y_T {float(mse_y_T.mean()):.5f}, CRT {float(mse_crt.mean()):.5f}")
     assert float(mse_crt.mean()) < 0.9 * float(mse_y_T.mean())
