@@ -29,19 +29,37 @@ def _json_config(config: dict) -> dict:
 def save_model(directory, params, model_config: dict, *, kind: str, overwrite: bool = False) -> Path:
     """Write ``params`` and their model config to ``directory``; an existing directory is replaced only when
     ``overwrite``. Returns the absolute path."""
+    make_model(kind, model_config)  # validates kind and config before anything is written
+    return write_checkpoint(directory, params, {"kind": kind, "config": _json_config(model_config)},
+                            overwrite=overwrite)
+
+
+def write_checkpoint(directory, params, meta: dict, *, overwrite: bool = False) -> Path:
+    """Write any parameter pytree (as float32) with its description ``meta`` (``{"kind": ..., "config": {...}}``,
+    JSON) to ``directory``: the format of every network dpi-jax stores, the DPI models and the metric networks alike.
+    An existing directory is replaced only when ``overwrite``. Returns the absolute path."""
     directory = Path(directory).resolve()
     if directory.exists():
         if not overwrite:
             raise FileExistsError(f"{directory} already exists; pass overwrite=True (--overwrite) to replace it")
         shutil.rmtree(directory)
-    make_model(kind, model_config)  # validates kind and config before anything is written
     directory.mkdir(parents=True)
     params = jax.tree.map(lambda p: np.asarray(p, np.float32), params)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory / PARAMS_DIR, params)
         checkpointer.wait_until_finished()
-    (directory / MODEL_FILE).write_text(json.dumps({"kind": kind, "config": _json_config(model_config)}, indent=1))
+    (directory / MODEL_FILE).write_text(json.dumps(meta, indent=1))
     return directory
+
+
+def read_checkpoint(directory, target_fn) -> tuple[dict, dict]:
+    """(meta, params) of a directory written by :func:`write_checkpoint`; ``target_fn(meta)`` gives the expected
+    parameter tree (ShapeDtypeStructs), so parameters that do not fit the description are refused."""
+    kind, config = read_model_config(directory)
+    meta = {"kind": kind, "config": config}
+    with ocp.StandardCheckpointer() as checkpointer:
+        params = checkpointer.restore(Path(directory).resolve() / PARAMS_DIR, target_fn(meta))
+    return meta, params
 
 
 def read_model_config(directory) -> tuple[str, dict]:
@@ -61,12 +79,9 @@ def read_model_config(directory) -> tuple[str, dict]:
 
 
 def load_model(directory):
-    """(kind, config, params) from a checkpoint directory; params are float32 arrays."""
-    kind, config = read_model_config(directory)
-    target = abstract_params(make_model(kind, config))
-    with ocp.StandardCheckpointer() as checkpointer:
-        params = checkpointer.restore(Path(directory).resolve() / PARAMS_DIR, target)
-    return kind, config, params
+    """(kind, config, params) from a DPI model checkpoint directory; params are float32 arrays."""
+    meta, params = read_checkpoint(directory, lambda m: abstract_params(make_model(m["kind"], m["config"])))
+    return meta["kind"], meta["config"], params
 
 
 def load_module(directory, dtype=jnp.float32):
