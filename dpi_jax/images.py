@@ -1,18 +1,34 @@
 """Image files in and out: reading odd inputs safely, the LR preparation of DPI_SPEC, PNG grids.
 
 Arrays on the host are uint8 HWC RGB when they come from or go to files, and float32 in [-1, 1] inside the model.
+
+Robustness: :func:`read_rgb` turns any failure to decode one file (corrupt, truncated, empty, an unknown format, more
+than ``MAX_IMAGE_PIXELS`` pixels) into an :class:`ImageReadError` naming the file, so that callers skip it and go on;
+every file written here goes through :func:`write_atomic` (a temporary file in the same folder, then ``os.replace``),
+so a crash never leaves a half-written PNG or CSV; :func:`check_output_dir` refuses an output folder that is a file
+or cannot be written, before any work is done.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import tempfile
+import threading
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# The largest input read, in pixels (width x height): 50 megapixels, far above any face photo. Bigger files (e.g. a
+# 20000x20000 scan, or a "decompression bomb" whose header claims a huge size) are skipped by name instead of
+# filling the memory. Pass ``max_pixels`` to read_rgb to change it per call; PIL's own global guard
+# (``Image.MAX_IMAGE_PIXELS``) is set to the same value only while a file is being opened.
+MAX_IMAGE_PIXELS = 50_000_000
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 class ImageReadError(ValueError):
@@ -28,12 +44,31 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     return sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
+def _open_limited(path: Path, max_pixels: int):
+    """``Image.open`` with PIL's decompression-bomb limit set to ``max_pixels`` for this call only (a lock keeps
+    other threads' opens from seeing it), and the size checked against ``max_pixels`` before any pixel is decoded."""
+    with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the explicit check below says it
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        try:
+            im = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    if im.width * im.height > max_pixels:
+        size = f"{im.width}x{im.height}"
+        im.close()
+        raise ImageReadError(f"{path}: {size} pixels, more than the limit of {max_pixels:,} "
+                             f"(dpi_jax.images.MAX_IMAGE_PIXELS); skipped")
+    return im
+
+
+def read_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """An image file as uint8 RGB (H, W, 3). Grayscale, palette and 16-bit images are converted; an alpha channel is
-    composited over white. Raises :class:`ImageReadError` naming the file when it cannot be decoded."""
+    composited over white. Raises :class:`ImageReadError` naming the file when it cannot be decoded, for whatever
+    reason, or has more than ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) pixels."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with _open_limited(path, MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)) as im:
             im.load()
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
@@ -41,9 +76,14 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
                 im = Image.alpha_composite(background, rgba)
             elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 im = Image.fromarray((np.asarray(im, np.float64) / 257.0).clip(0, 255).astype(np.uint8))
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except ImageReadError:
+        raise
+    except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError, DecompressionBombError, ...)
         raise ImageReadError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+    if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
+        raise ImageReadError(f"{path}: empty image ({'x'.join(map(str, rgb.shape[:2]))})")
+    return rgb
 
 
 def resize(image: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
@@ -85,13 +125,71 @@ def condition_from_lr(lr: np.ndarray, hr_size: int, k: int = 2) -> np.ndarray:
     return resize(lr, hr_size // k)
 
 
-def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write a uint8 RGB (or float [-1, 1]) image as PNG, creating the folder; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = True) -> Path:
+    """Write a uint8 RGB (or float [-1, 1]) image as PNG, atomically (:func:`write_atomic`), creating the folder;
+    with ``overwrite=False`` an existing file is never replaced (FileExistsError). Returns the path."""
     if image.dtype != np.uint8:
         image = to_uint8(image)
-    Image.fromarray(image).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return write_atomic(path, buffer.getvalue(), overwrite=overwrite)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` so that ``path`` is never half-written: a temporary file in the same folder,
+    flushed to disk, then renamed over ``path`` (``os.replace``). With ``overwrite=False`` an existing ``path`` is
+    kept and FileExistsError raised (the new file is linked into place, which fails when the name exists). Creates
+    the folder. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _link_no_clobber(tmp: str, path: Path):
+    try:
+        os.link(tmp, path)  # atomic, and fails when path exists
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists: not replaced") from None
+    except OSError:  # a file system without hard links
+        if path.exists():
+            raise FileExistsError(f"{path} already exists: not replaced") from None
+        os.replace(tmp, path)
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output folder that is a file or cannot be written: ``path`` or, when it does not
+    exist yet, its nearest existing parent must be a folder where a file can be created (tried for real, so that
+    read-only mounts and permissions are both caught). Creates nothing. Returns the path."""
+    path = Path(path)
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise NotADirectoryError(f"output_dir {path} {what}, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".dpi-jax-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        where = "" if existing == path else f" (its parent {existing} is where it would be created)"
+        raise PermissionError(f"output_dir {path} is not writable{where}: {err.strerror or err}") from err
     return path
 
 

@@ -34,7 +34,8 @@ class PortError(ValueError):
 
 def load_torch_state_dict(path) -> dict:
     """A PyTorch state_dict as float32 NumPy arrays, read with ``torch.load(weights_only=True)`` (no pickled code
-    runs). A ``module.`` prefix (DataParallel) and a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper are removed."""
+    runs). A ``module.`` prefix (DataParallel) and a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper are
+    removed. Values that are not tensors, and tensors holding NaN or Inf, are refused (PortError listing every key)."""
     try:
         import torch
     except ImportError as err:
@@ -48,7 +49,16 @@ def load_torch_state_dict(path) -> dict:
             state = state[wrapper]
     if not isinstance(state, dict):
         raise PortError(f"{path}: holds a {type(state).__name__}, not a state_dict")
-    return {k: v.detach().float().numpy() for k, v in strip_module_prefix(state).items()}
+    state = strip_module_prefix(state)
+    others = [f"{k} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if others:
+        raise PortError(f"{path}: {len(others)} value(s) of the state_dict are not tensors: {', '.join(others)}")
+    arrays = {k: v.detach().float().numpy() for k, v in state.items()}
+    bad = [f"{k} ({np.isnan(a).sum()} NaN, {np.isinf(a).sum()} Inf of {a.size})" for k, a in arrays.items()
+           if not np.isfinite(a).all()]
+    if bad:
+        raise PortError(f"{path}: non-finite weights in {len(bad)} tensor(s): {', '.join(bad)}")
+    return arrays
 
 
 def strip_module_prefix(state_dict: dict) -> dict:
@@ -146,7 +156,15 @@ def main(argv=None) -> int:
                         help=f"a preset ({', '.join(PRESETS)}) or a .json/.py file with a guided-diffusion config")
     parser.add_argument("--kind", choices=["adm", "crt"], help="network kind for a config file (default adm)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--verbose", action="store_true", help="print the traceback of an error")
     args = parser.parse_args(argv)
+    from dpi_jax import validation
+
+    return validation.run_cli(lambda: _convert(args), verbose=args.verbose)
+
+
+def _convert(args) -> int:
+    """What main does once the arguments are parsed; errors propagate to ``validation.run_cli`` (exit status 2)."""
     if args.model in PRESETS:
         config, kind = PRESETS[args.model]
         kind = args.kind or kind
@@ -154,16 +172,14 @@ def main(argv=None) -> int:
         try:
             config, kind = read_config_file(args.model), args.kind or "adm"
         except (ValueError, OSError, KeyError) as err:
-            print(f"error: --model {args.model}: {err}", file=sys.stderr)
-            return 2
+            raise PortError(f"--model {args.model}: {err}") from err
     if Path(args.dst).exists() and not args.overwrite:
-        print(f"error: {args.dst} already exists (pass --overwrite to replace it)", file=sys.stderr)
-        return 2
+        raise FileExistsError(f"{args.dst} already exists (pass --overwrite to replace it)")
+    state_dict = load_torch_state_dict(args.src)  # its errors name the file
     try:
-        params = convert_state_dict(load_torch_state_dict(args.src), config, kind)
+        params = convert_state_dict(state_dict, config, kind)
     except PortError as err:
-        print(f"error: {args.src}: {err}", file=sys.stderr)
-        return 1
+        raise PortError(f"{args.src}: {err}") from err
     out = checkpoint.save_model(args.dst, params, config, kind=kind, overwrite=args.overwrite)
     print(f"converted {count_params(params):,} parameters of a {kind} model from {args.src} to {out}")
     return 0
