@@ -13,6 +13,7 @@ per prior+CRT call from XLA's cost analysis, achieved TFLOP/s, the same for a sc
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import jax
@@ -121,12 +122,27 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
     }
 
 
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+
+
 def main(argv):
-    del argv
-    dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[_DTYPE.value]
-    print(json.dumps(run(_CONFIG.value, _BATCH.value, _STEPS.value, dtype, _TINY.value, _REPEATS.value,
-                         _COMPILE_ONLY.value)))
+    """The command line: a bad config or flag exits with status 2 and one line ``error: ...`` on stderr."""
+    from dpi_jax import validation
+
+    if len(argv) > 1:
+        print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr)
+        sys.exit(2)
+
+    def measure():
+        validation.check_sampling(_CONFIG.value)
+        dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[_DTYPE.value]
+        print(json.dumps(run(_CONFIG.value, _BATCH.value, _STEPS.value, dtype, _TINY.value, _REPEATS.value,
+                             _COMPILE_ONLY.value)))
+
+    sys.exit(validation.run_cli(measure, verbose=_VERBOSE.value))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from dpi_jax.validation import parse_flags
+
+    app.run(main, flags_parser=parse_flags)

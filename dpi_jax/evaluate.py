@@ -42,6 +42,7 @@ Written to ``--out`` (existing files are kept unless ``--overwrite``): ``metrics
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -323,18 +324,19 @@ def write_outputs(rows: Sequence[dict], out_dir, *, overwrite: bool = False, met
         raise FileExistsError(f"{', '.join(map(str, existing))} already exist(s): pass --overwrite to replace")
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, json_path = paths[:3]
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_FIELDS})
-    md_path.write_text(markdown_table(rows) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_FIELDS})
     plain = [{k: v for k, v in r.items() if k != "grid"} for r in rows]
-    json_path.write_text(json.dumps(dict(meta or {}, rows=plain, not_computed=["lpips", "fid"]), indent=1,
-                                    default=str))
+    texts = {csv_path: table.getvalue(), md_path: markdown_table(rows) + "\n",
+             json_path: json.dumps(dict(meta or {}, rows=plain, not_computed=["lpips", "fid"]), indent=1, default=str)}
+    for path, text in texts.items():  # atomic, and an existing file is never replaced without overwrite
+        images.write_atomic(path, text, overwrite=overwrite)
     written = [csv_path, md_path, json_path]
     for row in sampled:
-        written.append(images.save_png(out_dir / f"grid_{slug(row['setting'])}.png", row["grid"]))
+        written.append(images.save_png(out_dir / f"grid_{slug(row['setting'])}.png", row["grid"], overwrite=overwrite))
     if any(r["swept"] for r in sampled):
         written.append(plot_sweep(rows, out_dir / "sweep.png"))
     return written
@@ -380,28 +382,33 @@ def _define_flags():
 
 def main(argv=None):
     """The command line (see the module docstring); exits with 0, or 2 on a setup error or an unsupported flag."""
-    from absl import app
+    from absl import app, flags
+
+    from dpi_jax import validation
 
     config_holder, FLAGS = _define_flags()
+    flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
 
     def _main(args):
         if len(args) > 1:
-            raise app.UsageError(f"unexpected arguments: {args[1:]}")
+            print(f"error: unexpected arguments: {args[1:]}", file=sys.stderr)
+            return 2
         for name, metric in (("lpips_weights", "LPIPS"), ("fid_weights", "FID")):
             if FLAGS[name].value:
                 print(f"error: --{name} given, but this version of dpi_jax.evaluate does not compute {metric} yet "
                       f"(nothing is downloaded or computed). Run without --{name}; the table then omits {metric}.",
                       file=sys.stderr)
                 return 2
-        try:
+
+        def validated_run():  # the config is checked before any model is loaded
+            validation.check_sampling(config_holder.value)
+            images.check_output_dir(FLAGS.out)
             run(config_holder.value, FLAGS.out, sweeps=FLAGS.sweep, crt_ablation=not FLAGS.no_crt_ablation,
                 overwrite=FLAGS.overwrite)
-        except (sample_lib.SetupError, FileNotFoundError, FileExistsError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        return 0
 
-    app.run(_main, argv=argv)  # exits with _main's status
+        return validation.run_cli(validated_run, verbose=FLAGS.verbose, setup_errors=(sample_lib.SetupError,))
+
+    app.run(_main, argv=argv, flags_parser=validation.parse_flags)  # exits with _main's status
 
 
 if __name__ == "__main__":

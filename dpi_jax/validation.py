@@ -1,0 +1,317 @@
+"""Start-up checks of the sampling and training configs, and the error handling of the command-line tools.
+
+Every check runs before any model is loaded and names the field, its value and what is allowed, e.g.
+``config.batch_size = 0: must be an integer >= 1``; all problems of a config are reported at once
+(:class:`ConfigError`). The DPI settings (tau, s, omega, eta, k, method, var_type) are checked by
+:meth:`dpi_jax.sampler.Settings.validate`, the one place of those rules; this module adds the config-only rules.
+
+The command-line tools (sample.py, train.py, ``python -m dpi_jax.evaluate`` / ``port`` / ``bench``) parse their flags
+with :func:`parse_flags` (an unknown config field becomes one line naming the closest valid one) and run through
+:func:`run_cli`: a setup error (a bad config, a missing or unusable file or checkpoint) exits with status 2 and one
+line ``error: ...`` on stderr, any other failure with status 1 and one line; ``--verbose`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import runpy
+import sys
+import traceback
+from typing import Callable, Iterable
+
+import ml_collections
+
+SAMPLE_MODES = ("synthetic", "real", "photo")
+DTYPES = ("float32", "bfloat16")
+DATA_SOURCES = ("synthetic", "folder", "tfds")
+LR_SCHEDULES = ("cosine", "constant")
+POSTERIOR_FROM = ("gt", "condition")
+MODEL_KINDS = ("crt", "adm")
+# Errors that mean "the setup is wrong" (exit status 2); the callers add their own (e.g. sample_lib.SetupError).
+SETUP_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError)
+
+
+class ConfigError(ValueError):
+    """One or more invalid config fields; ``problems`` holds one message per field."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class _Checker:
+    """Collects one message per invalid field of a config."""
+
+    def __init__(self, config, prefix: str = "config"):
+        self.config, self.prefix, self.problems = config, prefix, []
+
+    def value(self, name: str):
+        node = self.config
+        for part in name.split("."):
+            node = node[part]
+        return node
+
+    def fail(self, name: str, allowed: str):
+        self.problems.append(f"{self.prefix}.{name} = {self.value(name)!r}: must be {allowed}")
+
+    def integer(self, name: str, minimum: int = 0, maximum: int | None = None, note: str = "") -> bool:
+        """An int (not a bool) in [minimum, maximum]; True when valid."""
+        v = self.value(name)
+        ok = isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum and (
+            maximum is None or v <= maximum)
+        if not ok:
+            bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            self.fail(name, f"an integer {bound}{note}")
+        return ok
+
+    def real(self, name: str, low: float, high: float = math.inf, *, low_open=False, high_open=False, note=""):
+        """A finite number in the interval; True when valid."""
+        v = self.value(name)
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+        ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+        if not ok:
+            left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+            high_text = "inf" if high == math.inf else f"{high:g}"
+            self.fail(name, f"a finite number in {left}{low:g}, {high_text}{right}{note}")
+        return ok
+
+    def choice(self, name: str, choices: Iterable[str]) -> bool:
+        choices = tuple(choices)
+        if self.value(name) not in choices:
+            self.fail(name, "one of " + ", ".join(repr(c) for c in choices))
+            return False
+        return True
+
+    def boolean(self, name: str):
+        if not isinstance(self.value(name), bool):
+            self.fail(name, "True or False")
+
+    def text(self, name: str, what: str = "a non-empty string"):
+        v = self.value(name)
+        if not isinstance(v, str) or not v:
+            self.fail(name, what)
+
+    def respacing(self, name: str, num_timesteps):
+        from dpi_jax import diffusion
+
+        if not isinstance(num_timesteps, numbers.Integral) or num_timesteps < 1:
+            return
+        try:
+            diffusion.space_timesteps(int(num_timesteps), self.value(name))
+        except (ValueError, TypeError) as err:
+            self.fail(name, f"'' (all steps), 'N', 'ddimN' or comma-separated counts that fit {num_timesteps} "
+                      f"steps ({err})")
+
+    def raise_if_any(self):
+        if self.problems:
+            raise ConfigError(self.problems)
+
+
+def check_sampling(config: ml_collections.ConfigDict) -> None:
+    """The sampling config (configs/default.py) on its own; raises :class:`ConfigError` listing every problem."""
+    from dpi_jax import sampler
+
+    c = _Checker(config)
+    c.choice("mode", SAMPLE_MODES)
+    c.text("input_dir", "a folder or 'synthfaces:heldout' / 'synthfaces:train'")
+    c.text("output_dir", "a folder")
+    c.text("prior_checkpoint", "a checkpoint directory")
+    if not isinstance(config.crt_checkpoint, str):
+        c.fail("crt_checkpoint", "a checkpoint directory or '' (no corrector)")
+    c.boolean("overwrite")
+    c.integer("num_images", 0, note=" (0: all)")
+    c.choice("dtype", DTYPES)
+    c.integer("scale", 1)
+    c.integer("num_timesteps", 1)
+    c.choice("beta_schedule", ("linear", "cosine"))
+    c.respacing("respacing", config.num_timesteps)
+    c.boolean("clip_denoised")
+    c.integer("batch_size", 1)
+    c.integer("seed", 0)
+    c.integer("num_seeds", 1)
+    c.integer("seed_chunk", 0, note=" (0: all seeds at once)")
+    c.integer("grid_rows", 1)
+    if "max_image_pixels" in config:
+        c.integer("max_image_pixels", 1)
+    num_timesteps = config.num_timesteps if isinstance(config.num_timesteps, int) and config.num_timesteps > 0 else 1
+    try:  # tau, s, omega, eta, k, method, var_type: the sampler's own rules
+        sampler.Settings.from_config(config).validate(num_timesteps)
+    except ValueError as err:
+        c.problems.append(f"config.{err}")
+    c.raise_if_any()
+
+
+def check_sampling_sizes(config: ml_collections.ConfigDict, image_size: int, crt_size: int | None = None) -> None:
+    """The rules that need the prior's image size (from its model.json, before loading it): k and scale divide it,
+    and a CRT works at the same size."""
+    c = _Checker(config)
+    for name, what in (("k", "the condition grid's sparsity"), ("scale", "the SR factor")):
+        if config[name] < 1 or image_size % config[name]:
+            c.fail(name, f"a divisor of the prior's image size {image_size} ({what})")
+    if crt_size is not None and crt_size != image_size:
+        c.problems.append(f"config.crt_checkpoint = {config.crt_checkpoint!r}: its CRT works at {crt_size}x{crt_size}, "
+                          f"the prior at {image_size}x{image_size}; they must match")
+    c.raise_if_any()
+
+
+def check_training(config: ml_collections.ConfigDict) -> None:
+    """The training config (configs/train_default.py and the crt_*/ddpm_* files); raises :class:`ConfigError`
+    listing every problem."""
+    from dpi_jax import degrade
+    from dpi_jax.models import make_model
+
+    c = _Checker(config)
+    c.text("workdir", "a folder (--config.workdir=DIR)")
+    c.integer("seed", 0)
+    image_size = None
+    if c.choice("model.kind", MODEL_KINDS):
+        try:
+            image_size = make_model(config.model.kind, dict(config.model.config)).image_size
+        except (ValueError, TypeError) as err:
+            c.problems.append(f"config.model.config: not a valid {config.model.kind} config ({err})")
+    if c.choice("data.source", DATA_SOURCES):
+        if config.data.source == "folder":
+            c.text("data.folder", "the folder of training images (data.source='folder')")
+        if config.data.source == "tfds":
+            c.text("data.tfds_name", "a tensorflow-datasets name (data.source='tfds')")
+    c.integer("data.num_images", 0, note=" (0: all)")
+    c.integer("data.workers", 1)
+    for name in ("scale", "k"):
+        if c.integer(name, 1) and image_size and image_size % config[name]:
+            c.fail(name, f"a divisor of the model's image size {image_size}")
+    c.choice("degradation", ("bicubic", *sorted(degrade.PRESETS)))
+    if c.integer("diffusion.num_timesteps", 1):
+        c.respacing("sample_respacing", config.diffusion.num_timesteps)
+    c.choice("diffusion.beta_schedule", ("linear", "cosine"))
+    c.choice("loss.posterior_from", POSTERIOR_FROM)
+    c.integer("batch_size", 1)
+    c.integer("num_steps", 1)
+    _check_optimiser(c)
+    c.real("ema_decay", 0, 1)
+    for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "eval_images", "sample_images"):
+        c.integer(name, 1)
+    from dpi_jax import diffusion
+
+    c.choice("var_type", diffusion.VAR_TYPES)
+    c.raise_if_any()
+
+
+def _check_optimiser(c: _Checker):
+    c.real("optim.learning_rate", 0, low_open=True)
+    c.choice("optim.schedule", LR_SCHEDULES)
+    c.integer("optim.warmup_steps", 0)
+    c.real("optim.final_lr_fraction", 0, 1)
+    c.real("optim.b1", 0, 1, high_open=True)
+    c.real("optim.b2", 0, 1, high_open=True)
+    c.real("optim.eps", 0, low_open=True)
+    c.real("optim.weight_decay", 0)
+    c.real("optim.grad_clip", 0, note=" (0: no clipping)")
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+
+def closest_field(config: ml_collections.ConfigDict, dotted: str) -> str:
+    """"; did you mean 'tau'?" for an unknown dotted field of ``config`` (difflib on the first unknown part, the
+    rest kept when it exists there), or "" when nothing is close."""
+    parts = dotted.split(".")
+    node, known = config, []
+    for depth, part in enumerate(parts):
+        if not isinstance(node, ml_collections.ConfigDict):
+            return ""
+        if part in node:
+            node, known = node[part], known + [part]
+            continue
+        match = difflib.get_close_matches(part, list(node.keys()), n=1, cutoff=0.5)
+        if not match:
+            return ""
+        rest, node = parts[depth + 1:], node[match[0]]
+        for later in rest:
+            if not (isinstance(node, ml_collections.ConfigDict) and later in node):
+                rest = []
+                break
+            node = node[later]
+        return f"; did you mean {'.'.join(known + match + rest)!r}?"
+    return ""
+
+
+def unknown_override(argv: list[str], flag: str = "config") -> str | None:
+    """The one-line message for the first ``--<flag>.<field>=...`` of ``argv`` that the config file of ``--<flag>``
+    does not have, or None (then the failure was something else)."""
+    path = None
+    for j, arg in enumerate(argv):
+        if arg.startswith(f"--{flag}="):
+            path = arg.split("=", 1)[1]
+        elif arg == f"--{flag}" and j + 1 < len(argv):
+            path = argv[j + 1]
+    if path is None:
+        return None
+    try:
+        namespace = runpy.run_path(path.split(":", 1)[0])
+        config = namespace["get_config"](*path.split(":", 1)[1:])
+    except Exception:  # the config file itself is the problem; leave the message to the flag parser
+        return None
+    for arg in argv:
+        if not arg.startswith(f"--{flag}."):
+            continue
+        dotted = arg[len(flag) + 3:].split("=", 1)[0]
+        node = config
+        for part in dotted.split("."):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                return f"--{flag}.{dotted}: the config has no field {dotted!r}{closest_field(config, dotted)}"
+            node = node[part]
+    return None
+
+
+def parse_flags(argv: list[str], config_flags: tuple[str, ...] = ("config",)) -> list[str]:
+    """absl's flag parsing for ``app.run(..., flags_parser=parse_flags)``: a bad flag or an unknown config field
+    prints one line ``error: ...`` and exits with status 2."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except Exception as err:  # flags.Error, or ml_collections' AttributeError/KeyError for an unknown field
+        for flag in config_flags:
+            message = unknown_override(argv, flag)
+            if message:
+                _fail(message, 2)
+        text = " ".join(str(err).split())
+        if not isinstance(err, flags.Error):
+            text = f"{type(err).__name__}: {text}"
+        _fail(text, 2)
+
+
+def _fail(message: str, status: int):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (a multi-line help text joined with spaces)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        text = str(err.args[0])
+    return text or type(err).__name__
+
+
+def run_cli(fn: Callable[[], object], *, verbose: bool = False,
+            setup_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run ``fn()`` for a command-line tool and return its exit status: 0; 2 with ``error: <message>`` on stderr for a
+    setup error (:data:`SETUP_ERRORS` or ``setup_errors``); 1 with ``error: <type>: <message>`` for anything else;
+    130 on Ctrl-C. The traceback is printed only with ``verbose``. An int that ``fn`` returns is the status."""
+    try:
+        status = fn()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if verbose:
+            traceback.print_exc()
+        hint = "" if verbose else " (--verbose shows the traceback)"
+        if isinstance(err, SETUP_ERRORS + tuple(setup_errors)):
+            print(f"error: {one_line(err)}", file=sys.stderr)
+            return 2
+        print(f"error: {type(err).__name__}: {one_line(err)}{hint}", file=sys.stderr)
+        return 1
+    return status if isinstance(status, int) else 0
