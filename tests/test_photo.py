@@ -91,6 +91,7 @@ def test_detector_finds_the_faces(astronaut, hopper):
 def test_no_face_in_coffee_or_a_flat_image(config):
     assert pipeline.find_faces(skimage_data.coffee(), config) == []
     assert pipeline.find_faces(np.full((200, 300, 3), 128, np.uint8), config) == []
+    assert pipeline.find_faces(np.zeros((8, 5, 3), np.uint8), config) == []  # smaller than the 12x12 window
 
 
 def test_detection_on_a_shrunk_copy_maps_back_and_small_faces_are_skipped(astronaut, config, caplog):

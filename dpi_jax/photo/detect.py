@@ -208,6 +208,9 @@ def detect_faces(image: np.ndarray, min_face: float = 20.0, thresholds=(0.6, 0.7
         return []
     boxes, scores = np.concatenate(boxes), np.concatenate(scores)
     boxes = square(boxes[nms(boxes, scores, 0.7)])
+    boxes = boxes[np.all(boxes[:, 2:] - boxes[:, :2] >= 1, axis=1)]  # a degenerate regression cannot be cropped
+    if not len(boxes):
+        return []
 
     offsets, scores = rnet(patches(pil, boxes, 24), weights["rnet"])
     keep = scores > thresholds[1]
@@ -216,6 +219,9 @@ def detect_faces(image: np.ndarray, min_face: float = 20.0, thresholds=(0.6, 0.7
         return []
     keep = nms(boxes, scores, 0.7)
     boxes = square(regress(boxes[keep], offsets[keep]))
+    boxes = boxes[np.all(boxes[:, 2:] - boxes[:, :2] >= 1, axis=1)]
+    if not len(boxes):
+        return []
 
     offsets, points, scores = onet(patches(pil, boxes, 48), weights["onet"])
     side = (boxes[:, 2:4] - boxes[:, 0:2] + 1)[:, None, :]  # (N, 1, 2): w, h
