@@ -53,22 +53,23 @@ def feather_mask(size: int, erode: float = 0.05, blur: float = 0.025) -> np.ndar
     return ndimage.gaussian_filter(mask, blur * size, mode="constant") if blur > 0 else mask
 
 
-def paste(canvas: np.ndarray, face: np.ndarray, canvas_to_face: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``canvas`` (float32 H, W, 3) with ``face`` (S, S, 3) blended in through ``mask`` (S, S), where
-    ``canvas_to_face`` (2x3) maps canvas pixels to face pixels. Only the face's bounding box is touched."""
+def paste(canvas: np.ndarray, face: np.ndarray, canvas_to_face: np.ndarray,
+          mask: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """``face`` (S, S, 3) blended through ``mask`` (S, S) into ``canvas`` (float32 H, W, 3), where ``canvas_to_face``
+    (2x3) maps canvas pixels to face pixels: ``(region, pixels)`` for the face's bounding box in the canvas (None when
+    the face lies outside it). The canvas itself is left as it is."""
     size = face.shape[0]
     corners = align.apply(align.invert(canvas_to_face), [[-1, -1], [size, -1], [-1, size], [size, size]])
     x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
     x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, [canvas.shape[1], canvas.shape[0]])
     if x1 <= x0 or y1 <= y0:
-        return canvas
+        return None
     region_to_face = align.compose(canvas_to_face, [[1.0, 0.0, x0], [0.0, 1.0, y0]])
     shape = (y1 - y0, x1 - x0)
     warped = align.warp(face, region_to_face, shape, mode="nearest")
     alpha = align.warp(mask, region_to_face, shape, order=1, mode="constant")[..., None]
-    out = canvas.copy()
-    out[y0:y1, x0:x1] = alpha * warped + (1.0 - alpha) * out[y0:y1, x0:x1]
-    return out
+    region = (slice(y0, y1), slice(x0, x1))
+    return region, alpha * warped + (1.0 - alpha) * canvas[region]
 
 
 def paste_faces(background: np.ndarray, photo_shape: tuple[int, ...], faces: Sequence[np.ndarray],
@@ -80,5 +81,7 @@ def paste_faces(background: np.ndarray, photo_shape: tuple[int, ...], faces: Seq
     canvas = background.astype(np.float32)
     for face, photo_to_face in zip(faces, photo_to_faces, strict=True):
         mask = feather_mask(face.shape[0], erode, blur)
-        canvas = paste(canvas, np.asarray(face, np.float32), align.compose(photo_to_face, canvas_to_photo), mask)
+        pasted = paste(canvas, np.asarray(face, np.float32), align.compose(photo_to_face, canvas_to_photo), mask)
+        if pasted is not None:
+            canvas[pasted[0]] = pasted[1]
     return np.clip(np.round(canvas), 0, 255).astype(np.uint8)

@@ -177,7 +177,7 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
                     photos[p].image = None  # done: let the pixels go
             done += len(batch)
         seconds = time.perf_counter() - start
-        log.warning("restored %d face(s) of %d photo(s) in %.1f s (%.2f s per face, compilation included)",
+        log.info("restored %d face(s) of %d photo(s) in %.1f s (%.2f s per face, compilation included)",
                     len(todo), len(photos), seconds, seconds / len(todo))
     if not written:
         log.warning("nothing to do in %s", config.input_dir)
