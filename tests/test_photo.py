@@ -10,6 +10,7 @@ grid drawn over them (hairline to chin, cheek to cheek), not taken from the dete
 """
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,7 @@ def psnr(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def astronaut():
+    assert (Path(skimage_data.__file__).parent / "astronaut.png").exists()  # in the wheel: nothing is downloaded
     return skimage_data.astronaut()
 
 
