@@ -2,24 +2,28 @@
 
     python sample.py --config configs/x8.py --config.input_dir=faces/ --config.output_dir=out/x8
 
-Any config field can be overridden on the command line (``--config.tau=200``). See dpi_jax/sample_lib.py.
+Any config field can be overridden on the command line (``--config.tau=200``). See dpi_jax/sample_lib.py. The config
+is checked before any model is loaded (dpi_jax/validation.py); a setup error exits with status 2 and one line
+``error: ...`` on stderr (``--verbose`` adds the traceback).
 """
 
 import sys
 
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
-from dpi_jax import sample_lib
+from dpi_jax import sample_lib, validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Sampling configuration file.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    sys.exit(sample_lib.main(_CONFIG.value))
+        print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(sample_lib.main(_CONFIG.value, verbose=_VERBOSE.value))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=validation.parse_flags)

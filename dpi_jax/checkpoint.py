@@ -262,10 +262,14 @@ def check_kind(directory, expected_kind: str, role: str = "the checkpoint") -> t
     checkpoint" when its kind is not ``expected_kind``."""
     kind, config = read_model_config(directory)
     if kind != expected_kind:
-        found = f"a {kind} checkpoint" if kind in KIND_NAMES else f"a checkpoint of unknown kind {kind!r}"
-        raise CheckpointError(f"{directory} is {found}, but {role} needs {KIND_NAMES.get(expected_kind, expected_kind)}"
-                              f" checkpoint")
+        found = f"{_article(kind)} {kind}" if kind in KIND_NAMES else f"a checkpoint of unknown kind {kind!r}, not a"
+        needed = KIND_NAMES.get(expected_kind, expected_kind)
+        raise CheckpointError(f"{directory} is {found} checkpoint, but {role} needs {needed} checkpoint")
     return kind, config
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def load_model(directory, expected_kind: str | None = None, role: str = "the checkpoint"):

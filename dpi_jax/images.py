@@ -1,4 +1,4 @@
-"""Image files in and out: reading odd inputs safely, the LR preparation of DPI_SPEC, PNG grids.
+"""Image files in and out: reading odd inputs safely, the LR preparation of docs/algorithm.md, PNG grids.
 
 Arrays on the host are uint8 HWC RGB when they come from or go to files, and float32 in [-1, 1] inside the model.
 
@@ -52,6 +52,9 @@ def _open_limited(path: Path, max_pixels: int):
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
         try:
             im = Image.open(path)
+        except Image.DecompressionBombError as err:  # more than twice the limit: PIL refuses it itself
+            raise ImageReadError(f"{path}: more than the limit of {max_pixels:,} pixels "
+                                 f"(dpi_jax.images.MAX_IMAGE_PIXELS); skipped ({err})") from err
         finally:
             Image.MAX_IMAGE_PIXELS = saved
     if im.width * im.height > max_pixels:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 import runpy
 import sys
 import traceback
@@ -173,7 +174,10 @@ def check_training(config: ml_collections.ConfigDict) -> None:
             c.problems.append(f"config.model.config: not a valid {config.model.kind} config ({err})")
     if c.choice("data.source", DATA_SOURCES):
         if config.data.source == "folder":
-            c.text("data.folder", "the folder of training images (data.source='folder')")
+            for name in ("data.folder", "data.heldout_folder"):
+                folder = c.value(name)
+                if name == "data.folder" and not folder or folder and not os.path.isdir(folder):
+                    c.fail(name, "an existing folder of training images (data.source='folder')")
         if config.data.source == "tfds":
             c.text("data.tfds_name", "a tensorflow-datasets name (data.source='tfds')")
     c.integer("data.num_images", 0, note=" (0: all)")
