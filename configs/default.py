@@ -1,7 +1,8 @@
 """Settings shared by every DPI sampling config; the other files override what differs.
 
-Paths are relative to the working directory. tau and omega are in units of the sampler's step index: the paper's
-values are for DDPM with all 1000 steps (scale them with the number of steps when respacing).
+Paths are relative to the working directory. tau and omega are in the paper's units, the original timestep t
+(Eq. 9): stage I while t > tau, w = t / omega in stage II. The paper's values therefore apply unchanged under any
+respacing (``respacing="250"``, ``"ddim20"``, ...); see ``docs/algorithm.md``.
 """
 
 import ml_collections
@@ -26,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Task.
     config.scale = 8
     config.k = 2
-    # DPI (Algorithm 1).
+    # DPI (Algorithm 1), in units of the original timestep t: tau in [0, num_timesteps), omega > 0, s > 0.
     config.tau = 300.0
     config.s = 1.2
     config.omega = 750.0

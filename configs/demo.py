@@ -3,10 +3,11 @@
     python sample.py            # = python sample.py --config configs/demo.py
 
 Writes out/demo/: heldout_<seed>_s{0,1,2}.png (three seeds per face, vmapped), heldout_<seed>_std.png and grid.png
-(LR | bicubic | DPI x 3 seeds | std | ground truth). (tau, omega) are in units of the demo's 50 respaced steps:
-omega = 37.5 is the paper's 750 of 1000; tau = 5 is 100 of 1000, not the paper's x8 value 300 (= 15 here), because
-with this small, briefly trained prior a longer stage II costs fidelity: on 32 held-out faces tau = 15 gives
-22.1 dB PSNR and 27.2 dB LR consistency against 24.4 dB and 33.3 dB at tau = 5 (README, "The demo, measured"). Weights: weights/demo/ (see weights/demo/MODEL_CARD.md).
+(LR | bicubic | DPI x 3 seeds | std | ground truth). tau and omega count the original timestep t (of 1000), as
+everywhere: omega = 750 is the paper's; tau = 100, not the paper's x8 value 300, because with this small, briefly
+trained prior a longer stage II costs fidelity: on 32 held-out faces tau ~ 300 gives 22.1 dB PSNR and 27.2 dB LR
+consistency against 24.4 dB and 33.3 dB at tau ~ 100 (README, "The demo, measured"). Weights: weights/demo/ (see
+weights/demo/MODEL_CARD.md).
 """
 
 from configs import default
@@ -22,7 +23,7 @@ def get_config():
     config.crt_checkpoint = "weights/demo/crt_x8"
     config.scale = 8
     config.respacing = "50"
-    config.tau, config.s, config.omega = 5.0, 1.2, 37.5  # tau: the paper's 100 of 1000 steps, see below
+    config.tau, config.s, config.omega = 100.0, 1.2, 750.0  # timestep units; tau: see the docstring
     config.var_type = "fixed_small"  # the demo prior predicts eps only (learn_sigma=False)
     config.num_seeds = 3
     config.batch_size = 6

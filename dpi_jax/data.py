@@ -1,4 +1,4 @@
-"""Training data: sources of HR faces, and the batches (HR, I_L^bc, y_T) the trainers consume.
+"""Training data: sources of HR faces, and the batches (HR, I_L^bc) the trainers consume.
 
 A *source* gives uint8 RGB faces at the model size by index (``len(source)``, ``source[i]``):
 
@@ -30,7 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dpi_jax import degrade, images, masks, sharding
+from dpi_jax import degrade, images, sharding
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,8 @@ def lr_of(hr: np.ndarray, scale: int, degradation: str, seed: int, position: int
 
 def make_batch(source: Source, indices, *, scale: int, k: int = 2, degradation: str = "bicubic", seed: int = 0,
                positions=None) -> dict:
-    """{"hr": I_G, "lr_bicubic": I_L^bc, "y_T": y_T}, float32 NHWC in [-1, 1], for ``source[indices]``.
+    """{"hr": I_G (B, H, W, 3), "lr_bicubic": I_L^bc (B, H/k, W/k, 3)}, float32 NHWC in [-1, 1], for
+    ``source[indices]``. (The corrector's y_T is made from I_L^bc inside the jitted train step, :mod:`dpi_jax.tasks`.)
 
     ``positions`` (default: ``indices``) seed the random degradations, one per example."""
     positions = indices if positions is None else positions
@@ -178,8 +179,7 @@ def make_batch(source: Source, indices, *, scale: int, k: int = 2, degradation: 
     lr_bc = [images.condition_from_lr(lr_of(h, scale, degradation, seed, int(p)), source.size, k)
              for h, p in zip(hr, positions)]
     lr_bicubic = np.stack([images.to_model(x) for x in lr_bc]).astype(np.float32)
-    return {"hr": np.stack([images.to_model(h) for h in hr]).astype(np.float32), "lr_bicubic": lr_bicubic,
-            "y_T": np.asarray(masks.initial_condition(lr_bicubic, k))}
+    return {"hr": np.stack([images.to_model(h) for h in hr]).astype(np.float32), "lr_bicubic": lr_bicubic}
 
 
 def batch_at(source: Source, step: int, batch_size: int, *, seed: int, scale: int, k: int = 2,

@@ -111,14 +111,18 @@ class Schedule:
     fixed_large_variance: jnp.ndarray
     fixed_large_log_variance: jnp.ndarray
     timestep_map: jnp.ndarray
+    # T, the length of the original (unrespaced) diffusion: the range of the timesteps t that tau and omega count.
+    num_timesteps: int = flax.struct.field(pytree_node=False, default=0)
 
     @property
     def num_steps(self) -> int:
         return self.betas.shape[0]
 
 
-def schedule_from_betas(betas: np.ndarray, timestep_map: Sequence[int] | None = None) -> Schedule:
-    """All coefficients from float64 betas, exactly as guided-diffusion's ``GaussianDiffusion.__init__``."""
+def schedule_from_betas(betas: np.ndarray, timestep_map: Sequence[int] | None = None,
+                        num_timesteps: int | None = None) -> Schedule:
+    """All coefficients from float64 betas, exactly as guided-diffusion's ``GaussianDiffusion.__init__``.
+    ``num_timesteps`` (T of the original diffusion) defaults to ``max(timestep_map) + 1``."""
     betas = np.asarray(betas, dtype=np.float64)
     if betas.ndim != 1 or not np.all((betas > 0) & (betas <= 1)):
         raise ValueError("betas must be a 1-D array with values in (0, 1]")
@@ -132,6 +136,8 @@ def schedule_from_betas(betas: np.ndarray, timestep_map: Sequence[int] | None = 
     f32 = lambda a: jnp.asarray(a, dtype=jnp.float32)  # noqa: E731
     if timestep_map is None:
         timestep_map = np.arange(len(betas))
+    if num_timesteps is None:
+        num_timesteps = int(np.max(timestep_map)) + 1
     return Schedule(
         betas=f32(betas),
         log_betas=f32(np.log(betas)),
@@ -148,6 +154,7 @@ def schedule_from_betas(betas: np.ndarray, timestep_map: Sequence[int] | None = 
         fixed_large_variance=f32(large_var),
         fixed_large_log_variance=f32(np.log(large_var)),
         timestep_map=jnp.asarray(np.asarray(timestep_map), dtype=jnp.int32),
+        num_timesteps=int(num_timesteps),
     )
 
 
@@ -162,7 +169,7 @@ def make_schedule(num_timesteps: int = 1000, beta_schedule: str = "linear", resp
     """The schedule of a T-step diffusion, optionally respaced (``"ddim20"``, ``"250"``, ``"10,20,30"``, ...)."""
     base = named_betas(beta_schedule, num_timesteps)
     kept = space_timesteps(num_timesteps, respacing)
-    return schedule_from_betas(respaced_betas(base, kept), timestep_map=kept)
+    return schedule_from_betas(respaced_betas(base, kept), timestep_map=kept, num_timesteps=num_timesteps)
 
 
 # ----------------------------------------------------------------------------------------------- posterior math

@@ -19,7 +19,6 @@ compilation serves the whole folder, and are split over all devices.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import jax
@@ -28,7 +27,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from dpi_jax import checkpoint, diffusion, images, sampler, sharding
+from dpi_jax import checkpoint, diffusion, images, sampler, sharding, validation
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +51,22 @@ class SetupError(RuntimeError):
 
 
 def load_models(config: ml_collections.ConfigDict):
-    """(prior, prior_params, crt or None, crt_params or None) from the configured checkpoints."""
+    """(prior, prior_params, crt or None, crt_params or None) from the configured checkpoints. Before any parameter
+    is read, both checkpoints must exist and be of the right kind (an adm prior, a crt corrector), and k, scale and
+    the CRT's size must fit the prior's image size (all from their model.json)."""
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
     if not Path(config.prior_checkpoint).exists():
         raise SetupError(PRIOR_HELP.format(path=config.prior_checkpoint))
     if config.crt_checkpoint and not Path(config.crt_checkpoint).exists():
         raise SetupError(CRT_HELP.format(path=config.crt_checkpoint))
-    prior, prior_params = checkpoint.load_module(config.prior_checkpoint, dtype)
-    crt, crt_params = checkpoint.load_module(config.crt_checkpoint, dtype) if config.crt_checkpoint else (None, None)
+    roles = {"adm": "prior_checkpoint", "crt": "crt_checkpoint"}
+    _, prior_config = checkpoint.check_kind(config.prior_checkpoint, "adm", roles["adm"])
+    crt_config = checkpoint.check_kind(config.crt_checkpoint, "crt", roles["crt"])[1] if config.crt_checkpoint else {}
+    if isinstance(prior_config.get("image_size"), int):
+        validation.check_sampling_sizes(config, prior_config["image_size"], crt_config.get("image_size"))
+    prior, prior_params = checkpoint.load_module(config.prior_checkpoint, dtype, "adm", roles["adm"])
+    crt, crt_params = (checkpoint.load_module(config.crt_checkpoint, dtype, "crt", roles["crt"])
+                       if config.crt_checkpoint else (None, None))
     return prior, prior_params, crt, crt_params
 
 
@@ -69,8 +76,9 @@ SYNTHFACES_DEFAULT_COUNT = 16
 
 
 def prepare_input(path: Path, config, image_size: int):
-    """(LR uint8, I_L^bc uint8, ground truth uint8 or None) for one file; raises ImageReadError when unusable."""
-    return prepare_image(images.read_rgb(path), config, image_size, str(path))
+    """(LR uint8, I_L^bc uint8, ground truth uint8 or None) for one file; raises ImageReadError when unusable
+    (``config.max_image_pixels``, when the config has it, replaces :data:`dpi_jax.images.MAX_IMAGE_PIXELS`)."""
+    return prepare_image(images.read_rgb(path, config.get("max_image_pixels")), config, image_size, str(path))
 
 
 def prepare_image(image: np.ndarray, config, image_size: int, label: str = "image"):
@@ -144,6 +152,8 @@ def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=N
             inputs.append((path.stem,) + prepare_input(path, config, image_size))
         except images.ImageReadError as err:
             log.error("skipped %s", err)
+        except Exception as err:  # any failure to prepare one file skips that file, by name; the run goes on
+            log.error("skipped %s: cannot prepare it (%s: %s)", path, type(err).__name__, err)
     return inputs
 
 
@@ -151,18 +161,18 @@ def sample_batches(todo: list[tuple], config: ml_collections.ConfigDict, prior, 
                    crt_params=None, *, tau=None, s=None, omega=None, progress: bool = True, desc: str = "DPI",
                    leave: bool = True):
     """Run DPI on ``todo`` (items of :func:`list_inputs`) in batches of ``config.batch_size``; yields ``(batch, sr)``
-    with ``sr`` (num_seeds, len(batch), H, W, 3) float in [-1, 1]. ``tau``/``s``/``omega`` override the config's;
-    ``crt=None`` samples without the corrector. Batch j, seed n uses ``fold_in(fold_in(PRNGKey(config.seed), j), n)``
-    whatever the settings, so that settings are compared on the same noise."""
+    with ``sr`` (num_seeds, len(batch), H, W, 3) float in [-1, 1]. ``tau``/``s``/``omega`` override the config's
+    (timestep units, as in the config); ``crt=None`` samples without the corrector. Batch j, seed n uses
+    ``fold_in(fold_in(PRNGKey(config.seed), j), n)`` whatever the settings, so that settings are compared on the
+    same noise."""
     schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
-    tau = config.tau if tau is None else tau
-    s = config.s if s is None else s
-    omega = config.omega if omega is None else omega
+    overrides = {n: v for n, v in dict(tau=tau, s=s, omega=omega).items() if v is not None}
+    settings = sampler.Settings.from_config(config, **overrides).validate(schedule.num_timesteps)
     num_seeds = int(config.num_seeds)
     mesh = sharding.data_mesh()
     batch_size = -(-config.batch_size // mesh.size) * mesh.size  # a multiple of the device count
-    crt_params = crt_params if crt is not None else None
-    params = sharding.replicate(dict(prior_params=prior_params, crt_params=crt_params), mesh)
+    nets = sharding.replicate(sampler.Networks(prior, prior_params, crt, crt_params if crt is not None else None),
+                              mesh)
     batches = [todo[j:j + batch_size] for j in range(0, len(todo), batch_size)]
     for j, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=leave)):
         cond = np.stack([images.to_model(item[2]) for item in batch])
@@ -170,20 +180,30 @@ def sample_batches(todo: list[tuple], config: ml_collections.ConfigDict, prior, 
         cond = np.concatenate([cond, np.repeat(cond[-1:], pad, axis=0)]) if pad else cond
         batch_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), j)
         keys = jax.vmap(jax.random.fold_in, (None, 0))(batch_key, jnp.arange(num_seeds))
-        sr = sampler.sample_seeds(
-            keys, sharding.shard_batch(jnp.asarray(cond), mesh), prior=prior, crt=crt, **params,
-            schedule=schedule, tau=tau, s=s, omega=omega, k=config.k, method=config.method,
-            eta=config.eta, var_type=config.var_type, clip_denoised=config.clip_denoised,
-            chunk_size=config.seed_chunk or None)
+        sr = sampler.sample_seeds(keys, sharding.shard_batch(jnp.asarray(cond), mesh), nets, schedule, settings,
+                                  chunk_size=config.seed_chunk or None)
         yield batch, np.asarray(jax.device_get(sr))[:, : len(batch)]  # (seeds, batch, H, W, 3) in [-1, 1]
+
+
+GRID_SEEDS = 4  # at most this many seeds per row of a grid
+
+
+def grid_row(lr: np.ndarray, results: np.ndarray, image_size: int, *, extra=(), gt=None) -> list[np.ndarray]:
+    """One row of a grid (sample.py's grid.png, the evaluation's grid_<setting>.png): the LR input enlarged pixel for
+    pixel | bicubic | up to :data:`GRID_SEEDS` results (uint8 (S, H, W, 3)) | ``extra`` images | the ground truth."""
+    row = [images.nearest_up(lr, image_size), images.resize(lr, image_size), *results[:GRID_SEEDS], *extra]
+    return row + ([gt] if gt is not None else [])
 
 
 def run(config: ml_collections.ConfigDict) -> list[Path]:
     """Super-resolve every input of ``config`` (see :func:`list_inputs`); returns the paths written."""
+    out_dir = images.check_output_dir(config.output_dir)  # a file or a read-only folder fails before any work
+    if config.mode == "photo":  # whole photos: detect, align, restore and paste back every face
+        from dpi_jax.photo import pipeline
+        return pipeline.run(config)
     prior, prior_params, crt, crt_params = load_models(config)
     image_size = prior.image_size
     diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early
-    out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     num_seeds = int(config.num_seeds)
@@ -205,21 +225,20 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
                 extra = [images.diversity_map(sr[:, n])]
                 written.append(images.save_png(out_dir / f"{name}_std.png", extra[0]))
             if len(rows) < config.grid_rows:
-                row = [images.nearest_up(lr, image_size), images.resize(lr, image_size), *results[:4], *extra]
-                rows.append(row + ([hr] if hr is not None else []))
+                rows.append(grid_row(lr, results, image_size, extra=extra, gt=hr))
 
-    grid_path = out_dir / "grid.png"
+    grid_path = out_dir / "grid.png"  # every file is written atomically; an existing grid only with overwrite
     grid_path = grid_path if config.overwrite else images.free_path(grid_path)
-    written.append(images.save_png(grid_path, images.make_grid(rows)))
+    written.append(images.save_png(grid_path, images.make_grid(rows), overwrite=bool(config.overwrite)))
     log.info("wrote %d images and %s", len(written) - 1, grid_path)
     return written
 
 
-def main(config: ml_collections.ConfigDict) -> int:
-    """Run and turn setup errors into a message and exit status 2."""
-    try:
+def main(config: ml_collections.ConfigDict, verbose: bool = False) -> int:
+    """Validate the config (:func:`dpi_jax.validation.check_sampling`, before any model is loaded) and run; a setup
+    error gives exit status 2 and one line ``error: ...`` on stderr, the traceback only with ``verbose``."""
+    def validated_run():
+        validation.check_sampling(config)
         run(config)
-    except (SetupError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return validation.run_cli(validated_run, verbose=verbose, setup_errors=(SetupError,))

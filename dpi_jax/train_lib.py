@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import signal
 import time
@@ -40,8 +41,10 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
-from dpi_jax import checkpoint, data, diffusion, images, losses, masks, sampler, sharding
-from dpi_jax.models import CRT, count_params, make_model
+from dpi_jax import checkpoint, data, diffusion, images, sharding, tasks
+from dpi_jax.models import count_params, make_model
+
+INIT_FOLD = 2**31 - 1  # the parameters' initialisation key: fold_in(PRNGKey(seed), INIT_FOLD); steps use 0, 1, ...
 
 
 
@@ -80,28 +83,10 @@ def build_model(config: ml_collections.ConfigDict):
 
 
 def init_state(config: ml_collections.ConfigDict, model, optimizer) -> TrainState:
-    size, c = model.image_size, model.in_channels
-    x, t = jnp.zeros((1, size, size, c)), jnp.zeros((1,), jnp.int32)
-    args = (x, t, x) if isinstance(model, CRT) else (x, t)
-    params = model.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), -1 % 2**31), *args)["params"]
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), INIT_FOLD)
+    params = model.init(key, *model.example_inputs())["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=jax.tree.map(jnp.copy, params),
                       opt_state=optimizer.init(params))
-
-
-def loss_fn(params, batch: dict, key: jax.Array, *, model, schedule: diffusion.Schedule,
-            config: ml_collections.ConfigDict):
-    """(mean loss, metrics) of one batch; every draw from ``key``."""
-    gt = batch["hr"]
-    key_t, key_noise = jax.random.split(key)
-    t = jax.random.randint(key_t, (gt.shape[0],), 0, schedule.num_steps)
-    if isinstance(model, CRT):
-        corrector = lambda x, ts, y: model.apply({"params": params}, x, ts, y)  # noqa: E731
-        terms = losses.crt_loss_terms(corrector, gt, batch["y_T"], t, losses.draw_crt_noises(key_noise, gt.shape),
-                                      schedule, config.k, config.loss.posterior_from)
-        return terms["crt"].mean(), {"l_prior": terms["prior"].mean(), "l_gap": terms["gap"].mean()}
-    eps_model = lambda x, ts: model.apply({"params": params}, x, ts)  # noqa: E731
-    loss = losses.ddpm_simple_loss(eps_model, gt, t, jax.random.normal(key_noise, gt.shape), schedule).mean()
-    return loss, {}
 
 
 def make_train_step(config: ml_collections.ConfigDict, model, schedule, optimizer, mesh):
@@ -111,8 +96,8 @@ def make_train_step(config: ml_collections.ConfigDict, model, schedule, optimize
 
     def train_step(state: TrainState, batch: dict):
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), state.step)
-        grad_fn = jax.value_and_grad(functools.partial(loss_fn, model=model, schedule=schedule, config=config),
-                                     has_aux=True)
+        loss_fn = functools.partial(tasks.task_for(model).loss, model=model, schedule=schedule, config=config)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, metrics), grads = grad_fn(state.params, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -134,55 +119,10 @@ def heldout_batch(config: ml_collections.ConfigDict, size: int) -> dict:
                            seed=config.seed + 1)
 
 
-def _spread_timesteps_and_draws(batch_size: int, shape, schedule: diffusion.Schedule, count: int):
-    """The fixed held-out timesteps (spread evenly over [0, T)) and ``count`` fixed Gaussian draws shaped ``shape``."""
-    t = jnp.round(jnp.linspace(0, schedule.num_steps - 1, batch_size)).astype(jnp.int32)
-    return t, jax.random.normal(jax.random.PRNGKey(1234), (count,) + tuple(shape))
-
-
-@functools.partial(jax.jit, static_argnames=("model", "k"))
-def crt_heldout_outputs(params, batch: dict, *, model, schedule: diffusion.Schedule, k: int):
-    """The CRT as the sampler uses it, on held-out images: input = a posterior sample of y_T at timesteps spread
-    over [0, T) (fixed draws), condition y_T. Returns (CRT output, per-image grid MSE of y_T and of the output to the
-    ground truth)."""
-    gt, y_T = batch["hr"], batch["y_T"]
-    t, (q_noise, post_noise) = _spread_timesteps_and_draws(gt.shape[0], gt.shape, schedule, 2)
-    m_f = masks.fixed_mask(gt.shape[1], gt.shape[2], k)
-    x = losses.posterior_sample(schedule, y_T, t, q_noise, post_noise)
-    out = model.apply({"params": params}, m_f * x, schedule.timestep_map[t], m_f * y_T)
-    return out, losses.grid_mse(y_T, gt, m_f), losses.grid_mse(out, gt, m_f)
-
-
-@functools.partial(jax.jit, static_argnames=("model",))
-def prior_heldout_loss(params, batch: dict, *, model, schedule: diffusion.Schedule):
-    """L_simple of a prior on held-out images at timesteps spread over [0, T), with fixed draws."""
-    gt = batch["hr"]
-    t, (noise,) = _spread_timesteps_and_draws(gt.shape[0], gt.shape, schedule, 1)
-    eps_model = lambda x, ts: model.apply({"params": params}, x, ts)  # noqa: E731
-    return losses.ddpm_simple_loss(eps_model, gt, t, noise, schedule).mean()
-
-
 def evaluate(state: TrainState, batch: dict, *, model, schedule, config) -> tuple[dict, np.ndarray]:
     """Held-out metrics of the EMA parameters, and the PNG to write (uint8)."""
-    params = jax.device_get(state.ema_params)
-    if isinstance(model, CRT):
-        out, mse_cond, mse_crt = crt_heldout_outputs(params, batch, model=model, schedule=schedule, k=config.k)
-        size = model.image_size
-        show = lambda x: images.nearest_up(images.to_uint8(np.asarray(x)[::config.k, ::config.k]), size)  # noqa
-        rows = [[show(batch["y_T"][j]), show(out[j]), show(batch["hr"][j])] for j in range(out.shape[0])]
-        return ({"heldout_mse_y_T": float(mse_cond.mean()), "heldout_mse_crt": float(mse_crt.mean())},
-                images.make_grid(rows))
-    heldout = prior_heldout_loss(params, batch, model=model, schedule=schedule)
-    shape = (config.sample_images, model.image_size, model.image_size, model.in_channels)
-    samples = sampler.sample_prior(jax.random.PRNGKey(config.seed), shape, prior=model, prior_params=params,
-                                   schedule=diffusion.make_schedule(config.diffusion.num_timesteps,
-                                                                    config.diffusion.beta_schedule,
-                                                                    config.sample_respacing),
-                                   var_type=config.var_type)
-    per_row = max(1, int(np.sqrt(len(samples))))
-    pictures = list(images.to_uint8(np.asarray(samples)))
-    rows = [pictures[j:j + per_row] for j in range(0, len(pictures), per_row)]
-    return {"heldout_l_simple": float(heldout)}, images.make_grid(rows)
+    return tasks.task_for(model).heldout(jax.device_get(state.ema_params), batch, model=model, schedule=schedule,
+                                         config=config)
 
 
 class MetricsLog:
@@ -201,10 +141,11 @@ class MetricsLog:
             self.rows.append({"step": step})
         self.rows[-1].update({k: f"{float(v):.6g}" for k, v in values.items()})
         fields = ["step"] + sorted({k for r in self.rows for k in r} - {"step"})
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fields)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fields)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        images.write_atomic(self.path, text.getvalue())  # a crash never leaves a truncated metrics.csv
 
 
 class StopRequest:
@@ -228,9 +169,29 @@ class StopRequest:
 
 
 def export_model(workdir: Path, state: TrainState, config: ml_collections.ConfigDict) -> Path:
-    """The EMA parameters as a :mod:`dpi_jax.checkpoint` model directory, ``<workdir>/model``."""
+    """The EMA parameters as a :mod:`dpi_jax.checkpoint` model directory, ``<workdir>/model``, with the step in its
+    model.json. Atomic (:func:`dpi_jax.checkpoint.write_checkpoint`): a crash leaves the previous export or this one."""
     return checkpoint.save_model(workdir / "model", jax.device_get(state.ema_params), dict(config.model.config),
-                                 kind=config.model.kind, overwrite=True)
+                                 kind=config.model.kind, overwrite=True, extra={"step": int(state.step)})
+
+
+def exported_step(model_dir: Path) -> int | None:
+    """The step of a complete export in ``model_dir``, or None (missing, unfinished, or without a step)."""
+    if not checkpoint.is_complete(model_dir):
+        return None
+    step = json.loads((model_dir / checkpoint.MODEL_FILE).read_text()).get("step")
+    return step if isinstance(step, int) else None
+
+
+def repair_export(workdir: Path, state: TrainState, config: ml_collections.ConfigDict) -> None:
+    """On resuming: remove what a crash left beside ``<workdir>/model`` (:func:`dpi_jax.checkpoint.repair`), and
+    export the restored state again when ``model/`` is missing, unfinished or of another step."""
+    model_dir = workdir / "model"
+    for action in checkpoint.repair(model_dir):
+        tqdm.write(action)
+    if exported_step(model_dir) != int(state.step):
+        export_model(workdir, state, config)
+        tqdm.write(f"exported {model_dir} again from the checkpoint of step {int(state.step)}")
 
 
 def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None = None) -> TrainState:
@@ -240,7 +201,7 @@ def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None 
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.json"
     if not config_path.exists():
-        config_path.write_text(config.to_json(indent=1))
+        images.write_atomic(config_path, config.to_json(indent=1))
     model, schedule, optimizer = build_model(config), make_schedule(config), make_optimizer(config)
     mesh = sharding.data_mesh()
     if config.batch_size % mesh.size:
@@ -254,6 +215,7 @@ def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None 
             target = jax.eval_shape(lambda: init_state(config, model, optimizer))
             state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(target))
             tqdm.write(f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}")
+            repair_export(workdir, state, config)
         start = int(state.step)
         state = sharding.replicate(state, mesh)
         tqdm.write(f"{config.model.kind}: {count_params(state.params):,} parameters, {mesh.size} device(s), steps "

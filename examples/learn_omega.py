@@ -1,6 +1,6 @@
 """Research extension: learn DPI's omega per image by differentiating through the whole sampler.
 
-omega sets how strongly the condition pulls the sample in stage II (w = i / omega, Eq. 9). Here each image gets its
+omega sets how strongly the condition pulls the sample in stage II (w = t / omega, Eq. 9). Here each image gets its
 own omega, tuned by gradient descent (optax Adam on log omega) to minimise the LR consistency error
 ||down(x0) - LR||² of the SR result, with the sampler's random draws held fixed (a common-random-numbers estimate).
 Memory stays bounded: the sampler's scan body is rematerialised under ``jax.grad``.
@@ -36,6 +36,31 @@ def downsample(x, scale):
     return x.reshape(b, h // scale, scale, w // scale, scale, c).mean(axis=(2, 4))
 
 
+def learn_omega(nets, cond, lr_target, schedule, *, scale: int, iterations: int, learning_rate: float,
+                key=None, omega0: float = 750.0):
+    """Adam on log omega (one per image, starting at ``omega0``) to minimise the LR consistency error; returns the
+    history ``[(omega (B,), per-image LR MSE (B,)), ...]``, one entry per iteration (the MSE at that omega)."""
+    key = jax.random.key(0) if key is None else key
+
+    def loss_fn(log_omega):  # the paper's x8 setting; tau and omega count the timestep t under any respacing
+        settings = sampler.Settings(tau=300.0, s=1.2, omega=jnp.exp(log_omega))
+        x0 = sampler.sample(key, cond, nets, schedule, settings)
+        per_image = jnp.mean((downsample(x0, scale) - lr_target) ** 2, axis=(1, 2, 3))
+        return per_image.sum(), per_image
+
+    log_omega = jnp.full((cond.shape[0],), jnp.log(omega0))
+    optimizer = optax.adam(learning_rate)
+    opt_state = optimizer.init(log_omega)
+    step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+    history = []
+    for _ in range(iterations):
+        (_, per_image), grad = step(log_omega)
+        history.append((np.exp(np.asarray(log_omega)), np.asarray(per_image)))
+        updates, opt_state = optimizer.update(grad, opt_state)
+        log_omega = optax.apply_updates(log_omega, updates)
+    return history
+
+
 def main(argv):
     del argv
     prior, prior_params = checkpoint.load_module(FLAGS.prior)
@@ -46,26 +71,12 @@ def main(argv):
     lr = [images.lr_from_hr(h, FLAGS.scale) for h in hr]
     cond = jnp.asarray(np.stack([images.to_model(images.condition_from_lr(x, size)) for x in lr]))
     lr_target = jnp.asarray(np.stack([images.to_model(x) for x in lr]))
-
     schedule = diffusion.make_schedule(1000, respacing=str(FLAGS.steps))
-    frac = FLAGS.steps / 1000  # the paper's x8 settings, scaled to the number of steps
-    key = jax.random.key(0)
-
-    def loss_fn(log_omega):
-        x0 = sampler.sample(key, cond, prior=prior, prior_params=prior_params, crt=crt, crt_params=crt_params,
-                            schedule=schedule, tau=300 * frac, s=1.2, omega=jnp.exp(log_omega))
-        per_image = jnp.mean((downsample(x0, FLAGS.scale) - lr_target) ** 2, axis=(1, 2, 3))
-        return per_image.sum(), per_image
-
-    log_omega = jnp.full((len(paths),), jnp.log(750 * frac))
-    optimizer = optax.adam(FLAGS.learning_rate)
-    opt_state = optimizer.init(log_omega)
-    step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    for it in range(FLAGS.iterations):
-        (_, per_image), grad = step(log_omega)
-        updates, opt_state = optimizer.update(grad, opt_state)
-        log_omega = optax.apply_updates(log_omega, updates)
-        print(f"iter {it:3d}  LR MSE {np.round(np.asarray(per_image), 5)}  omega {np.round(np.exp(log_omega), 2)}")
+    nets = sampler.Networks(prior, prior_params, crt, crt_params)
+    history = learn_omega(nets, cond, lr_target, schedule, scale=FLAGS.scale, iterations=FLAGS.iterations,
+                          learning_rate=FLAGS.learning_rate)
+    for it, (omega, per_image) in enumerate(history):
+        print(f"iter {it:3d}  LR MSE {np.round(per_image, 5)}  omega {np.round(omega, 2)}")
 
 
 if __name__ == "__main__":

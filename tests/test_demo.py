@@ -22,10 +22,11 @@ def test_shipped_weights_load_and_fit_the_budget():
 
 
 def test_demo_command_shortened(tmp_path):
-    """`python sample.py` (its default is configs/demo.py) with 5 steps and 2 faces instead of 100 and 6."""
+    """`python sample.py` (its default is configs/demo.py) with 5 steps and 2 faces instead of 50 and 6; tau = 300
+    puts two of the five steps (t = 0, 250) in stage II."""
     out = tmp_path / "demo"
-    proc = run_python(["sample.py", f"--config.output_dir={out}", "--config.respacing=5", "--config.tau=1",
-                       "--config.omega=4", "--config.num_images=2", "--config.batch_size=2"])
+    proc = run_python(["sample.py", f"--config.output_dir={out}", "--config.respacing=5", "--config.tau=300",
+                       "--config.num_images=2", "--config.batch_size=2"])
     names = sorted(p.name for p in out.iterdir())
     stems = sorted({n.split("_s")[0] for n in names if n.startswith("heldout_")})
     assert len(stems) == 2 and "grid.png" in names, (names, proc.stderr)

@@ -51,70 +51,28 @@ def face_like(seed, size=32):
     return (255 * np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1)).astype(np.uint8)
 
 
-# ------------------------------------------------------------------------------------------------------------ metrics
-
-def test_psnr_is_the_formula_per_image():
-    rng = np.random.default_rng(0)
-    a = rng.uniform(size=(3, 16, 16, 3))
-    b = np.clip(a + rng.normal(scale=[[[[0.01]]], [[[0.05]]], [[[0.2]]]], size=a.shape), 0, 1)
-    got = evaluate.psnr(a, b)
-    assert got.shape == (3,)
-    np.testing.assert_allclose(got, np_psnr(a, b), rtol=1e-4)
-    assert got[0] > got[1] > got[2]
-    assert np.isinf(evaluate.psnr(a[0], a[0]))
-
-
-def test_ssim_matches_a_direct_computation_and_its_properties():
-    rng = np.random.default_rng(1)
-    a = np.stack([face_like(0, 24), face_like(1, 24)]) / 255.0
-    noisy = np.clip(a + rng.normal(scale=0.05, size=a.shape), 0, 1)
-    noisier = np.clip(a + rng.normal(scale=0.2, size=a.shape), 0, 1)
-    np.testing.assert_allclose(evaluate.ssim(a, a), 1.0, atol=1e-5)
-    got = evaluate.ssim(a, noisy)
-    assert got.shape == (2,)
-    np.testing.assert_allclose(got, [np_ssim(x, y) for x, y in zip(a, noisy)], atol=1e-4)
-    np.testing.assert_allclose(got, evaluate.ssim(noisy, a), atol=1e-6)  # symmetric
-    assert np.all(evaluate.ssim(a, noisier) < got)  # more noise, lower SSIM
-
-
-def test_lr_consistency_degrades_the_sr_with_the_lr_bicubic():
-    rng = np.random.default_rng(2)
-    sr = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    lr = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
-    expected = np_psnr(np.stack([pil_resize(x, 4) for x in sr]) / 255.0, lr / 255.0)
-    got = evaluate.lr_consistency(sr, lr, 8)
-    np.testing.assert_allclose(got, expected, rtol=1e-4)
-    np.testing.assert_allclose(evaluate.lr_consistency(sr[1], lr[1], 8), expected[1], rtol=1e-4)
-    hr = face_like(3)  # the ground truth explains its own LR exactly
-    assert np.isinf(evaluate.lr_consistency(hr, images.lr_from_hr(hr, 8), 8))
-    with pytest.raises(TypeError):
-        evaluate.lr_consistency(sr / 255.0, lr, 8)
-    with pytest.raises(ValueError):
-        evaluate.lr_consistency(sr, lr, 4)
-
-
-def test_diversity_is_the_mean_per_pixel_std_over_seeds():
-    rng = np.random.default_rng(3)
-    samples = rng.uniform(size=(3, 2, 8, 8, 3))
-    got = evaluate.diversity(samples)
-    assert got.shape == (2,)
-    np.testing.assert_allclose(got, [np.std(samples[:, b], axis=0).mean() for b in range(2)], rtol=1e-12)
-    np.testing.assert_array_equal(evaluate.diversity(np.repeat(samples[:1], 4, axis=0)), 0.0)
-
-
 def test_settings_and_sweeps():
     config = default.get_config()
-    assert [s["name"] for s in evaluate.default_settings(config)] == ["dpi", "dpi-no-crt"]
-    assert [s["name"] for s in evaluate.default_settings(config, crt_ablation=False)] == ["dpi"]
+    assert [s.name for s in evaluate.default_settings(config)] == ["dpi", "dpi-no-crt"]
+    assert [s.name for s in evaluate.default_settings(config, crt_ablation=False)] == ["dpi"]
     config.crt_checkpoint = ""
-    assert [(s["name"], s["crt"]) for s in evaluate.default_settings(config)] == [("dpi-no-crt", False)]
-    sweep = evaluate.parse_sweep("omega=10,2.5", config)
-    assert [(s["name"], s["omega"], s["tau"], s["swept"]) for s in sweep] == [
-        ("omega=10", 10.0, config.tau, "omega"), ("omega=2.5", 2.5, config.tau, "omega")]
+    assert [(s.name, s.crt) for s in evaluate.default_settings(config)] == [("dpi-no-crt", False)]
+    sweep = evaluate.parse_sweep("omega=1000,500.5", config)
+    assert [(s.name, s.omega, s.tau, s.swept) for s in sweep] == [
+        ("omega=1000", 1000.0, config.tau, "omega"), ("omega=500.5", 500.5, config.tau, "omega")]
     for bad in ("eta=1,2", "tau", "tau=", "tau=a,b"):
         with pytest.raises(ValueError, match="--sweep"):
             evaluate.parse_sweep(bad, config)
     assert evaluate.slug("tau=2.5") == "tau_2.5" and evaluate.slug("dpi-no-crt") == "dpi-no-crt"
+
+
+def test_metric_names_are_parsed_and_checked():
+    assert evaluate.parse_metrics("fid,psnr, lpips") == ("psnr", "lpips", "fid")  # canonical order
+    assert evaluate.parse_metrics("is,fid,diversity", "real") == ("fid", "is", "diversity")
+    with pytest.raises(ValueError, match="unknown.*musiq"):
+        evaluate.parse_metrics("psnr,musiq")
+    with pytest.raises(ValueError, match="psnr, lpips need ground-truth"):
+        evaluate.parse_metrics("psnr,lpips,fid", "real")
 
 
 # ---------------------------------------------------------------------------------------------------- synthfaces input
@@ -197,7 +155,7 @@ def tiny_config(checkpoints):
     config = default.get_config()
     config.input_dir, config.num_images, config.scale = "synthfaces:heldout", 2, 8
     config.prior_checkpoint, config.crt_checkpoint = str(checkpoints / "adm"), str(checkpoints / "crt")
-    config.respacing, config.tau, config.omega = "4", 1.0, 3.0
+    config.respacing, config.tau, config.omega = "4", 400.0, 1000.0  # t = 0, 333, 666, 999: two steps of stage II
     config.num_seeds, config.batch_size = 2, 2
     return config
 
@@ -205,45 +163,46 @@ def tiny_config(checkpoints):
 def test_evaluate_end_to_end_with_a_sweep(random_checkpoints, fake_synthfaces, tmp_path, capsys):
     config = tiny_config(random_checkpoints)
     out = tmp_path / "eval"
-    rows = evaluate.run(config, out, sweeps=["tau=0,3"], progress=False)
+    rows = evaluate.run(config, out, sweeps=["tau=0,700"], progress=False)
 
-    names = ["dpi", "dpi-no-crt", "tau=0", "tau=3", "bicubic"]
+    names = ["dpi", "dpi-no-crt", "tau=0", "tau=700", "bicubic"]
     assert [r["setting"] for r in rows] == names
     expected_files = {"metrics.csv", "metrics.md", "metrics.json", "sweep.png", "grid_dpi.png",
-                      "grid_dpi-no-crt.png", "grid_tau_0.png", "grid_tau_3.png"}
+                      "grid_dpi-no-crt.png", "grid_tau_0.png", "grid_tau_700.png"}
     assert {p.name for p in out.iterdir()} == expected_files
     for row in rows:
         assert row["num_images"] == 2
-        for metric in evaluate.METRICS:
+        for metric in evaluate.DEFAULT:
             assert np.isfinite(row[metric]) and np.isfinite(row[f"{metric}_std"]), (row["setting"], metric)
         assert -1 <= row["ssim"] <= 1
+        assert "lpips" not in row and "fid" not in row  # only what was asked for
     for row in rows[:-1]:  # two different seeds never give the same image
         assert row["diversity"] > 0 and row["num_seeds"] == 2
     assert rows[-1]["diversity"] == 0
     assert [r["crt"] for r in rows] == [True, False, True, True, None]
-    assert (rows[2]["tau"], rows[3]["tau"]) == (0.0, 3.0)
+    assert (rows[2]["tau"], rows[3]["tau"]) == (0.0, 700.0)
 
     # The bicubic baseline, computed directly.
     hrs = [face_like(seed, 32) for seed in (1000, 1001)]
     lrs = [pil_resize(hr, 4) for hr in hrs]
     bic = [pil_resize(lr, 32) for lr in lrs]
-    consistency = [np_psnr(pil_resize(b, 4) / 255.0, lr / 255.0) for b, lr in zip(bic, lrs)]
+    consistency = [np_psnr(pil_resize(b, 4) / 255.0, lr / 255.0) for b, lr in zip(bic, lrs, strict=True)]
     np.testing.assert_allclose(rows[-1]["lr_psnr"], np.mean(consistency), rtol=1e-4)
-    np.testing.assert_allclose(rows[-1]["psnr"], np.mean([np_psnr(b / 255.0, h / 255.0) for b, h in zip(bic, hrs)]),
-                               rtol=1e-4)
+    fidelity = [np_psnr(b / 255.0, h / 255.0) for b, h in zip(bic, hrs, strict=True)]
+    np.testing.assert_allclose(rows[-1]["psnr"], np.mean(fidelity), rtol=1e-4)
     assert set(rows[-1]["per_image"]) == {"heldout_1000", "heldout_1001"}
 
     table = (out / "metrics.md").read_text()
     lines = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
-    assert lines[0].startswith("| setting | PSNR")
+    assert lines[0] == "| setting | PSNR (dB) | SSIM | LR-consistency PSNR (dB) | diversity |"
     assert [line.split(" | ")[0][2:].split(" (")[0] for line in lines[1:]] == names
-    assert "LPIPS and FID are not computed" in table and table.strip() in capsys.readouterr().out
+    assert "2 seed(s) per image" in table and table.strip() in capsys.readouterr().out
     with open(out / "metrics.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["setting"] for r in csv_rows] == names
     np.testing.assert_allclose(float(csv_rows[-1]["lr_psnr"]), rows[-1]["lr_psnr"])
     saved = json.loads((out / "metrics.json").read_text())
-    assert [r["setting"] for r in saved["rows"]] == names and saved["not_computed"] == ["lpips", "fid"]
+    assert [r["setting"] for r in saved["rows"]] == names and saved["metrics"] == list(evaluate.DEFAULT)
     grid = np.asarray(Image.open(out / "grid_dpi.png"))
     assert grid.shape == (2 * 34 + 2, 5 * 34 + 2, 3)  # 2 inputs; LR | bicubic | 2 seeds | GT
     assert np.asarray(Image.open(out / "sweep.png")).ndim == 3
@@ -251,13 +210,63 @@ def test_evaluate_end_to_end_with_a_sweep(random_checkpoints, fake_synthfaces, t
     # Existing outputs are kept: refused before any sampling.
     before = (out / "metrics.md").read_bytes()
     with pytest.raises(FileExistsError, match="--overwrite"):
-        evaluate.run(config, out, sweeps=["tau=0,3"], progress=False)
+        evaluate.run(config, out, sweeps=["tau=0,700"], progress=False)
     assert (out / "metrics.md").read_bytes() == before
 
 
-def test_cli_refuses_lpips_without_computing_anything(tmp_path):
+def random_params(abstract, seed=0):
+    """Random float32 parameters for an abstract tree (unit-ish scale; BatchNorm variances positive)."""
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = getattr(path[-1], "key", "")
+        if name in ("scale", "var"):
+            return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
+        fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 1
+        return rng.normal(scale=fan_in ** -0.5, size=leaf.shape).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, abstract)
+
+
+@pytest.mark.slow
+def test_evaluate_the_paper_columns_with_random_metric_networks(random_checkpoints, fake_synthfaces, tmp_path):
+    """--metrics=psnr,ssim,lpips,fid,is,id on ported (random) LPIPS, FID Inception and VGG-Face checkpoints: every
+    column is filled, and the values are those of the metric functions applied to the saved results."""
+    from dpi_jax.metrics import fid, identity, inception, lpips
+
+    weights = {"lpips": tmp_path / "lpips", "fid": tmp_path / "inception", "id": tmp_path / "vggface"}
+    lpips_params = random_params(lpips.abstract_lpips_params("alex"))
+    lpips.save_lpips(weights["lpips"], lpips_params, "alex")
+    inception_params = random_params(inception.abstract_params(), 1)
+    inception.save_inception(weights["fid"], inception_params)
+    identity.save_vggface(weights["id"], random_params(identity.abstract_vggface_params(), 2))
+    config = tiny_config(random_checkpoints)
+    config.num_seeds = 1
+    out = tmp_path / "eval"
+    rows = evaluate.run(config, out, metrics="psnr,ssim,lpips,fid,is,id", crt_ablation=False, weights=weights,
+                        progress=False)
+    assert [r["setting"] for r in rows] == ["dpi", "bicubic"]
+    for row in rows:
+        for column in ("psnr", "ssim", "lpips", "fid", "is", "id_acc", "id_cs"):
+            assert row[column] is not None and np.isfinite(row[column]), (row["setting"], column)
+        assert 0 <= row["id_acc"] <= 1 and row["lpips"] > 0
+    # The bicubic row's LPIPS and FID recomputed from its images.
+    hrs = np.stack([face_like(seed, 32) for seed in (1000, 1001)])
+    bic = np.stack([pil_resize(pil_resize(hr, 4), 32) for hr in hrs])
+    want_lpips = lpips.lpips_images(lpips_params, bic, hrs, "alex", progress=False).mean()
+    np.testing.assert_allclose(rows[-1]["lpips"], want_lpips, rtol=1e-5)
+    stats = [fid.statistics(fid.image_activations(inception_params, x)) for x in (bic, hrs)]
+    np.testing.assert_allclose(rows[-1]["fid"], fid.frechet_distance(*stats[0], *stats[1]), rtol=1e-5)
+    table = (out / "metrics.md").read_text()
+    assert table.startswith("| setting | PSNR (dB) | SSIM | LPIPS | FID | IS | ID ACC | ID CS |")
+    assert "VGG-Face (fc8)" in table and "0.4" in table
+
+
+def test_cli_names_a_missing_metric_network_before_sampling(tmp_path):
     proc = run_python(["-m", "dpi_jax.evaluate", "--config", "configs/default.py", f"--out={tmp_path / 'eval'}",
-                       "--lpips_weights=/nowhere/alex.pth"], check=False)
-    assert proc.returncode == 2
-    assert "does not compute LPIPS" in proc.stderr
+                       "--config.input_dir=synthfaces:heldout", "--metrics=psnr,lpips",
+                       f"--lpips_weights={tmp_path / 'nowhere'}"], check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "alexnet-owt-7be5be79.pth" in proc.stderr and "python -m dpi_jax.port" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "eval").exists()

@@ -32,11 +32,11 @@ SCRIPT = textwrap.dedent("""
     sched = diffusion.make_schedule(1000, respacing="6")
 
     def loss(lr, prior_params, crt_params, omega):
-        x0 = sampler.sample(jax.random.key(4), lr, prior=prior, prior_params=prior_params, crt=crt,
-                            crt_params=crt_params, schedule=sched, tau=3, s=1.2, omega=omega)
+        nets = sampler.Networks(prior, prior_params, crt, crt_params)
+        x0 = sampler.sample(jax.random.key(4), lr, nets, sched, sampler.Settings(tau=500, s=1.2, omega=omega))
         return jnp.sum(weights * x0)
 
-    args = (lr0, p0, c0, jnp.float64(8.0))
+    args = (lr0, p0, c0, jnp.float64(1300.0))  # omega in timestep units
     grads = jax.grad(loss, argnums=(0, 1, 2, 3))(*args)
     rng = np.random.default_rng(0)
     worst = 0.0

@@ -40,7 +40,7 @@ def inputs(tmp_path):
 def sample_args(checkpoints, inputs, out, *extra):
     return ["sample.py", "--config", "configs/x8.py", f"--config.input_dir={inputs}", f"--config.output_dir={out}",
             f"--config.prior_checkpoint={checkpoints / 'adm'}", f"--config.crt_checkpoint={checkpoints / 'crt'}",
-            "--config.respacing=6", "--config.tau=3", "--config.omega=8", "--config.batch_size=3", *extra]
+            "--config.respacing=6", "--config.batch_size=3", *extra]  # x8's (300, 1.2, 750) apply to any respacing
 
 
 def test_sample_writes_pngs_and_grid_and_skips_bad_files(checkpoints, inputs, tmp_path):
@@ -84,8 +84,16 @@ def test_num_seeds_writes_every_seed_and_a_diversity_map(checkpoints, inputs, tm
 
 
 @pytest.mark.slow
-def test_learn_omega_example_runs(checkpoints, inputs):
+def test_learn_omega_example_moves_omega_and_improves_consistency(checkpoints, inputs):
+    """The example differentiates through the whole sampler: omega moves away from the paper's 750 and the LR
+    consistency error (its loss, with the draws held fixed) falls."""
     proc = run(["examples/learn_omega.py", f"--prior={checkpoints / 'adm'}", f"--crt={checkpoints / 'crt'}",
-                f"--input_dir={inputs}", "--steps=6", "--iterations=2", "--max_images=2"])
+                f"--input_dir={inputs}", "--steps=6", "--iterations=4", "--max_images=2"])
     lines = [line for line in proc.stdout.splitlines() if line.startswith("iter")]
-    assert len(lines) == 2 and "nan" not in proc.stdout
+    assert len(lines) == 4 and "nan" not in proc.stdout
+    numbers = lambda line, name: [float(v) for v in line.split(name)[1].split("[")[1].split("]")[0].split()]
+    first_mse, last_mse = sum(numbers(lines[0], "LR MSE")), sum(numbers(lines[-1], "LR MSE"))
+    print(proc.stdout)
+    assert numbers(lines[0], "omega") == [750.0, 750.0]
+    assert all(abs(o - 750.0) > 1.0 for o in numbers(lines[-1], "omega"))
+    assert last_mse < first_mse

@@ -1,4 +1,4 @@
-"""The DPI sampler: one step against a float64 NumPy transcription of DPI_SPEC, the whole reference trajectory
+"""The DPI sampler: one step against a float64 NumPy transcription of docs/algorithm.md, the whole reference trajectory
 draw for draw, and the compile/determinism properties."""
 
 import functools
@@ -26,7 +26,7 @@ def toy_crt(y, t, y_T):
 
 
 def numpy_step(x, y, y_T, i, z, u, betas, timestep_map, tau, s, omega, k, method, eta):
-    """Algorithm 1 with DPI_SPEC's choices, in float64, written independently of the library."""
+    """Algorithm 1 with the choices of docs/algorithm.md, in float64, written independently of the library."""
     t = float(timestep_map[i])
     alphas = 1 - betas
     abar = np.cumprod(alphas)
@@ -57,7 +57,7 @@ def numpy_step(x, y, y_T, i, z, u, betas, timestep_map, tau, s, omega, k, method
     grid = np.zeros(x.shape[1:3], bool)
     grid[::k, ::k] = True
     grid = grid[None, :, :, None]
-    if i > tau:
+    if t > tau:  # tau and omega count the original timestep t (Eq. 9), whatever the respacing
         x_new = np.where(grid, y_p, x_p)
     else:
         gray = y[:, ::k, ::k] @ np.array([0.2989, 0.587, 0.114])
@@ -67,7 +67,7 @@ def numpy_step(x, y, y_T, i, z, u, betas, timestep_map, tau, s, omega, k, method
         p = ((lap - lo) / (lap.max(axis=(1, 2), keepdims=True) - lo)) ** s
         m_a = np.zeros(x.shape[:3] + (1,), bool)
         m_a[:, ::k, ::k, 0] = u < p
-        w = i / omega
+        w = t / omega
         x_new = np.where(m_a, w * y_p + (1 - w) * x_p, x_p)
         y_p = x_new
     y_new = np.where(grid, CRT_W * np.where(grid, y_p, 0) + (1 - CRT_W) * y_T + 1e-4 * t, 0)
@@ -80,16 +80,18 @@ def test_dpi_step_matches_numpy(method, eta, respacing, stage):
     sched = diffusion.make_schedule(1000, respacing=respacing)
     n = sched.num_steps
     i = {"I": n - 3, "II": n // 3, "last": 0}[stage]
-    tau, s, omega, k = n // 2, 1.3, float(n) * 1.5, 2
+    tau, s, omega, k = 500.0, 1.3, 1500.0, 2  # timestep units: stage I is t > 500
     rng = np.random.default_rng(i)
     x, y, z = rng.standard_normal((3, 2, 8, 8, 3))
     y = np.clip(y, -1, 1) * masks.fixed_mask(8, 8, k)
     y_T = np.clip(rng.standard_normal((2, 8, 8, 3)), -1, 1) * masks.fixed_mask(8, 8, k)
     u = rng.random((2, 4, 4))
     state = sampler.DPIState(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
-    step = jax.jit(functools.partial(sampler.dpi_step, prior_fn=toy_prior, crt_fn=toy_crt, k=k, method=method))
+    settings = sampler.Settings(tau=tau, s=s, omega=omega, eta=eta, k=k, method=method)
+    assert (sched.timestep_map[i] > tau) == (stage == "I")
+    step = jax.jit(functools.partial(sampler.dpi_step, prior_fn=toy_prior, crt_fn=toy_crt))
     got = step(state, i, jnp.asarray(z, jnp.float32), jnp.asarray(u, jnp.float32), schedule=sched,
-               y_T=jnp.asarray(y_T, jnp.float32), tau=tau, s=s, omega=omega, eta=eta)
+               y_T=jnp.asarray(y_T, jnp.float32), settings=settings)
     betas = diffusion.respaced_betas(diffusion.linear_betas(1000), diffusion.space_timesteps(1000, respacing))
     want = numpy_step(x, y, y_T, i, z, u, betas, np.asarray(sched.timestep_map), tau, s, omega, k, method, eta)
     # float32 against float64: the x̂0 formula multiplies by up to 1/sqrt(abar) (~20 here) before clipping.
@@ -113,18 +115,27 @@ class ToyCRT(nn.Module):
         return nn.Conv(3, (3, 3))(x) + y
 
 
+class IdentityCRT(nn.Module):
+    """A corrector that returns its input: DPI with it must equal DPI without a corrector (y = m_f y')."""
+
+    @nn.compact
+    def __call__(self, x, t, y):
+        return x
+
+
 @pytest.fixture(scope="module")
-def toy_models():
+def toy_nets():
     x, t = jnp.zeros((1, 16, 16, 3)), jnp.zeros((1,))
     prior, crt = ToyPrior(), ToyCRT()
-    return dict(prior=prior, prior_params=prior.init(jax.random.key(0), x, t)["params"],
-                crt=crt, crt_params=crt.init(jax.random.key(1), x, t, x)["params"])
+    return sampler.Networks(prior, prior.init(jax.random.key(0), x, t)["params"],
+                            crt, crt.init(jax.random.key(1), x, t, x)["params"])
 
 
-def test_sample_is_deterministic_and_snapshots_are_kept(toy_models):
+def test_sample_is_deterministic_and_snapshots_are_kept(toy_nets):
     sched = diffusion.make_schedule(1000, respacing="12")
     lr = jax.random.uniform(jax.random.key(3), (2, 8, 8, 3), minval=-1, maxval=1)
-    run = functools.partial(sampler.sample, lr_bicubic=lr, schedule=sched, tau=5, s=1.2, omega=9.0, **toy_models)
+    settings = sampler.Settings(tau=450, s=1.2, omega=800.0)
+    run = functools.partial(sampler.sample, lr_bicubic=lr, nets=toy_nets, schedule=sched, settings=settings)
     x0, snaps = run(jax.random.key(0), snapshot_steps=(11, 4, 0))
     assert x0.shape == (2, 16, 16, 3) and x0.dtype == jnp.float32
     assert snaps["x"].shape == (3, 2, 16, 16, 3)
@@ -135,47 +146,93 @@ def test_sample_is_deterministic_and_snapshots_are_kept(toy_models):
     np.testing.assert_array_equal(np.asarray(snaps["y"] * (1 - masks.fixed_mask(16, 16, 2))), 0)
 
 
-def test_changing_tau_s_omega_or_seed_does_not_recompile(toy_models):
+def test_changing_tau_s_omega_or_seed_does_not_recompile(toy_nets):
     sched = diffusion.make_schedule(1000, respacing="6")
     lr = jnp.zeros((1, 8, 8, 3))
-    run = functools.partial(sampler.sample, lr_bicubic=lr, schedule=sched, **toy_models)
-    jax.block_until_ready(run(jax.random.key(0), tau=3, s=1.2, omega=5.0))
-    before = sampler._run_from_key._cache_size()
-    outputs = [run(jax.random.key(seed), tau=tau, s=s, omega=omega)
-               for seed, tau, s, omega in [(1, 0, 1.0, 6), (2, 5.5, 2.0, 100.0), (3, 2, 0.5, 3)]]
+    run = functools.partial(sampler.sample, lr_bicubic=lr, nets=toy_nets, schedule=sched)
+    jax.block_until_ready(run(jax.random.key(0), settings=sampler.Settings(tau=300, s=1.2, omega=750.0)))
+    before = sampler.compilation_count()
+    outputs = [run(jax.random.key(seed), settings=sampler.Settings(tau=tau, s=s, omega=omega))
+               for seed, tau, s, omega in [(1, 0, 1.0, 6), (2, 550.5, 2.0, 100.0), (3, 999, 0.5, 3)]]
     jax.block_until_ready(outputs)
-    assert sampler._run_from_key._cache_size() == before
+    assert sampler.compilation_count() == before
+    # ... while a static setting does recompile, and the count sees it.
+    jax.block_until_ready(run(jax.random.key(0), settings=sampler.Settings(method="ddim")))
+    assert sampler.compilation_count() > before
 
 
-def test_without_crt_and_with_ddim(toy_models):
+def test_without_crt_equals_an_identity_corrector(toy_nets):
+    """Eq. 16 without a corrector is y = m_f y': the same as a corrector that returns its input, and not the same as
+    the toy corrector."""
+    sched = diffusion.make_schedule(1000, respacing="10")
+    lr = jax.random.uniform(jax.random.key(3), (2, 8, 8, 3), minval=-1, maxval=1)
+    settings = sampler.Settings(tau=400, s=1.0, omega=600.0)
+    run = lambda nets: np.asarray(sampler.sample(jax.random.key(0), lr, nets, sched, settings))
+    identity = sampler.Networks(toy_nets.prior, toy_nets.prior_params, IdentityCRT(), {})
+    without = run(toy_nets.without_crt())
+    np.testing.assert_allclose(without, run(identity), atol=1e-6)
+    assert np.abs(without - run(toy_nets)).max() > 1e-3
+
+
+def test_ddim_eta0_is_deterministic_given_x_T(toy_nets):
+    """DDIM with eta = 0 and tau = 0 (stage II only at t = 0, where the last step returns x') draws nothing after
+    x_T: two keys with the same x_T give the same image, while DDPM's do not."""
     sched = diffusion.make_schedule(1000, respacing="ddim10")
     lr = jnp.full((1, 8, 8, 3), 0.3)
-    models = dict(toy_models, crt=None, crt_params=None)
-    for method in ("ddpm", "ddim"):
-        x0 = sampler.sample(jax.random.key(0), lr, schedule=sched, tau=4, s=1.0, omega=15.0, method=method, **models)
-        assert np.isfinite(np.asarray(x0)).all()
+    x_T = jax.random.normal(jax.random.key(9), (1, 16, 16, 3))
+    for method, same in (("ddim", True), ("ddpm", False)):
+        settings = sampler.Settings(tau=0, s=1.0, omega=750.0, method=method)
+        a, b = (np.asarray(sampler.sample(jax.random.key(n), lr, toy_nets, sched, settings, x_T=x_T)) for n in (0, 1))
+        assert np.isfinite(a).all()
+        assert np.array_equal(a, b) == same, method
 
 
-def test_bad_lr_shape_is_refused(toy_models):
+def test_bad_lr_shape_is_refused(toy_nets):
     sched = diffusion.make_schedule(1000, respacing="4")
     with pytest.raises(ValueError, match="lr_bicubic"):
-        sampler.sample(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), schedule=sched, tau=1, s=1.0, omega=4.0,
-                       x_T=jnp.zeros((1, 32, 32, 3)), **toy_models)
+        sampler.sample(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), toy_nets, sched, x_T=jnp.zeros((1, 32, 32, 3)))
 
 
-def test_per_image_settings_equal_separate_runs(toy_models):
+@pytest.mark.parametrize("field,value,message", [
+    ("tau", -1.0, r"tau = -1.0: must be in \[0, 1000\)"), ("tau", 1000, "tau = 1000"), ("tau", float("nan"), "tau"),
+    ("s", 0.0, "s = 0.0: must be > 0"), ("s", float("nan"), "s = nan"), ("omega", 0.0, "omega = 0.0"),
+    ("omega", -5.0, "omega = -5.0"), ("eta", 1.5, "eta = 1.5"), ("k", 0, "k = 0"), ("method", "bogus", "method"),
+    ("var_type", "bogus", "var_type"),
+])
+def test_settings_are_validated(toy_nets, field, value, message):
+    sched = diffusion.make_schedule(1000, respacing="4")
+    with pytest.raises(ValueError, match=message):
+        sampler.sample(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), toy_nets, sched,
+                       sampler.Settings(**{field: value}))
+
+
+def test_tau_and_omega_count_the_original_timestep():
+    """The x8 config (the paper's tau = 300 of T = 1000) puts the same share of the schedule in stage II (t <= tau)
+    whatever the respacing: 301 of 1000 DDPM steps (t = 0..300), 75 of 250 (t = round(j * 999/249) <= 300 for
+    j = 0..74), 7 of DDIM-20 (t = 0, 50, ..., 300)."""
+    from configs import x8
+
+    config = x8.get_config()
+    for respacing, stage_two in (("", 301), ("250", 75), ("ddim20", 7)):
+        config.respacing = respacing
+        sched = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
+        settings = sampler.Settings.from_config(config)
+        assert settings.tau == 300
+        assert int((~sampler.stage_one(sched, settings.tau)).sum()) == stage_two, respacing
+
+
+def test_per_image_settings_equal_separate_runs(toy_nets):
     """tau, s, omega given per image give each image what a batch-of-one run with its own values gives."""
     sched = diffusion.make_schedule(1000, respacing="8")
     lr = jax.random.uniform(jax.random.key(3), (2, 8, 8, 3), minval=-1, maxval=1)
     x_T = jax.random.normal(jax.random.key(4), (2, 16, 16, 3))
     noises = jax.random.normal(jax.random.key(5), (8, 2, 16, 16, 3))
     uniforms = jax.random.uniform(jax.random.key(6), (8, 2, 8, 8))
-    settings = [(6, 1.0, 10.0), (2, 2.0, 4.0)]
-    tau, s, omega = (jnp.asarray(v) for v in zip(*settings))
-    both = sampler.sample_with_draws(x_T, lr, noises, uniforms, schedule=sched, tau=tau, s=s, omega=omega,
-                                     **toy_models)
-    for n, (tau_n, s_n, omega_n) in enumerate(settings):
+    per_image = [(700, 1.0, 1200.0), (250, 2.0, 500.0)]
+    tau, s, omega = (jnp.asarray(v) for v in zip(*per_image, strict=True))
+    both = sampler.sample_with_draws(x_T, lr, noises, uniforms, toy_nets, sched, sampler.Settings(tau, s, omega))
+    for n, (tau_n, s_n, omega_n) in enumerate(per_image):
         alone = sampler.sample_with_draws(x_T[n:n + 1], lr[n:n + 1], noises[:, n:n + 1], uniforms[:, n:n + 1],
-                                          schedule=sched, tau=tau_n, s=s_n, omega=omega_n, **toy_models)
+                                          toy_nets, sched, sampler.Settings(tau_n, s_n, omega_n))
         np.testing.assert_allclose(np.asarray(both[n]), np.asarray(alone[0]), atol=1e-5)
     assert not np.allclose(np.asarray(both[0]), np.asarray(both[1]))

@@ -12,23 +12,23 @@ SCRIPT = textwrap.dedent("""
     assert jax.device_count() == 4, jax.devices()
     x, t = jnp.zeros((1, 16, 16, 3)), jnp.zeros((1,))
     prior, crt = ToyPrior(), ToyCRT()
-    params = dict(prior_params=prior.init(jax.random.key(0), x, t)["params"],
-                  crt_params=crt.init(jax.random.key(1), x, t, x)["params"])
+    nets = sampler.Networks(prior, prior.init(jax.random.key(0), x, t)["params"],
+                            crt, crt.init(jax.random.key(1), x, t, x)["params"])
     lr = jax.random.uniform(jax.random.key(3), (8, 8, 8, 3), minval=-1, maxval=1)
-    kw = dict(prior=prior, crt=crt, schedule=diffusion.make_schedule(1000, respacing="10"), tau=5, s=1.2, omega=12.0)
+    kw = dict(schedule=diffusion.make_schedule(1000, respacing="10"),
+              settings=sampler.Settings(tau=500, s=1.2, omega=1200.0))
 
     one = sampler.sample(jax.random.key(7), jax.device_put(lr, jax.devices()[0]),
-                         **jax.device_put(params, jax.devices()[0]), **kw)
+                         jax.device_put(nets, jax.devices()[0]), **kw)
     mesh = sharding.data_mesh()
     lr_sharded = sharding.shard_batch(lr, mesh)
-    many = sampler.sample(jax.random.key(7), lr_sharded, **sharding.replicate(params, mesh), **kw)
+    many = sampler.sample(jax.random.key(7), lr_sharded, sharding.replicate(nets, mesh), **kw)
     assert len(many.sharding.device_set) == 4, many.sharding
     np.testing.assert_allclose(np.asarray(many), np.asarray(one), atol=1e-5)
 
     keys = jax.random.split(jax.random.key(9), 4)
-    seeds_one = sampler.sample_seeds(keys, lr[:2], **params, **kw)
-    seeds_many = sampler.sample_seeds(sharding.shard_batch(keys, mesh), lr[:2], **sharding.replicate(params, mesh),
-                                      **kw)
+    seeds_one = sampler.sample_seeds(keys, lr[:2], nets, **kw)
+    seeds_many = sampler.sample_seeds(sharding.shard_batch(keys, mesh), lr[:2], sharding.replicate(nets, mesh), **kw)
     np.testing.assert_allclose(np.asarray(seeds_many), np.asarray(seeds_one), atol=1e-5)
     print("max diff", np.abs(np.asarray(many) - np.asarray(one)).max(),
           np.abs(np.asarray(seeds_many) - np.asarray(seeds_one)).max())

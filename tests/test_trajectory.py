@@ -29,8 +29,8 @@ def test_reference_trajectory():
     noises, uniforms = reference_draws()
     x0, snaps = sampler.sample_with_draws(
         nchw_to_nhwc(ref["x_T"]), nchw_to_nhwc(ref["lr_bicubic"]), noises, uniforms,
-        prior=ADM(**TRAJ_ADM), prior_params=prior_params, crt=CRT(**TRAJ_CRT), crt_params=crt_params,
-        schedule=diffusion.make_schedule(1000), tau=300, s=1.2, omega=750, k=2, snapshot_steps=steps)
+        sampler.Networks(ADM(**TRAJ_ADM), prior_params, CRT(**TRAJ_CRT), crt_params), diffusion.make_schedule(1000),
+        sampler.Settings(tau=300, s=1.2, omega=750, k=2), snapshot_steps=steps)
 
     errors = {}
     for j, i in enumerate(steps):

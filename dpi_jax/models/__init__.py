@@ -7,7 +7,7 @@ import numpy as np
 from dpi_jax.models.configs import CRT_256, FFHQ_10M, PRESETS, model_kwargs
 from dpi_jax.models.unet import ADM, CRT, UNet, timestep_embedding
 
-KINDS = {"adm": ADM, "crt": CRT}
+KINDS = {cls.kind: cls for cls in (ADM, CRT)}
 
 
 def make_model(kind: str, config: dict, dtype=jnp.float32) -> UNet:
@@ -19,10 +19,7 @@ def make_model(kind: str, config: dict, dtype=jnp.float32) -> UNet:
 
 def abstract_params(model: UNet, batch: int = 1):
     """The parameter tree of ``model`` as ShapeDtypeStructs, without computing anything."""
-    size = model.image_size
-    x, t = jnp.zeros((batch, size, size, model.in_channels)), jnp.zeros((batch,))
-    args = (x, t, x) if isinstance(model, CRT) else (x, t)
-    return jax.eval_shape(model.init, jax.random.key(0), *args)["params"]
+    return jax.eval_shape(model.init, jax.random.key(0), *model.example_inputs(batch))["params"]
 
 
 def count_params(params) -> int:

@@ -13,7 +13,7 @@ weight port (dpi_jax.port) a renaming.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import chex
 import flax.linen as nn
@@ -253,12 +253,26 @@ class UNet(nn.Module):
 class ADM(UNet):
     """The pretrained prior: ``ADM(**config).apply({'params': p}, x, t)`` -> eps (and v when learn_sigma)."""
 
+    kind: ClassVar[str] = "adm"  # the checkpoint kind (dpi_jax.checkpoint) and the training task (dpi_jax.tasks)
+
+    def example_inputs(self, batch: int = 1) -> tuple:
+        """Zero inputs of the right shapes, ``(x, t)``, for ``init`` and shape inference."""
+        x = jnp.zeros((batch, self.image_size, self.image_size, self.in_channels))
+        return x, jnp.zeros((batch,), jnp.int32)
+
     def __call__(self, x, t, train: bool = False):
         return super().__call__(x, t, None, train)
 
 
 class CRT(UNet):
     """DPI's condition corrector (Eq. 16): ``CRT(**config).apply({'params': p}, x, t, y)`` with y = m_f * y_T."""
+
+    kind: ClassVar[str] = "crt"
+
+    def example_inputs(self, batch: int = 1) -> tuple:
+        """Zero inputs of the right shapes, ``(x, t, y)``, for ``init`` and shape inference."""
+        x = jnp.zeros((batch, self.image_size, self.image_size, self.in_channels))
+        return x, jnp.zeros((batch,), jnp.int32), x
 
     def __call__(self, x, t, y, train: bool = False):
         chex.assert_equal_shape([x, y])

@@ -1,0 +1,111 @@
+"""The command line of ``python -m dpi_jax.evaluate`` (see the package docstring)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import ml_collections
+
+from dpi_jax import images, sample_lib
+from dpi_jax.evaluate import measures
+from dpi_jax.evaluate.loop import evaluate
+from dpi_jax.evaluate.settings import default_settings, parse_sweep, unique
+from dpi_jax.evaluate.writers import markdown_table, output_paths, write_outputs
+
+WEIGHTS = {"lpips": "checkpoints/metrics/lpips_alex", "fid": "checkpoints/metrics/fid_inception",
+           "id": "checkpoints/metrics/vggface"}
+
+
+def table_note(rows: Sequence[dict], metrics, networks: measures.MetricNetworks) -> str:
+    """What the table's numbers are, in one paragraph under it."""
+    seeds = max((r["num_seeds"] for r in rows), default=1)
+    parts = [f"Mean ± std over {rows[0]['num_images'] if rows else 0} images, {seeds} seed(s) per image; per-image "
+             "metrics averaged over the seeds."]
+    if "fid" in metrics or "is" in metrics:
+        parts.append("FID (pytorch-fid) and IS (torch-fidelity, ± std over splits) on the first seed's results"
+                     + (" against the ground-truth faces." if "fid" in metrics else "."))
+    if "id" in metrics:
+        parts.append(f"ID: DeepFace VGG-Face ({networks.id_descriptor}) cosine distance to the ground truth (CS) and "
+                     f"the share of pairs within {networks.id_threshold:g} (ACC).")
+    if "diversity" in metrics:
+        parts.append("Diversity: mean per-pixel std over seeds ([0, 1] scale).")
+    return " ".join(parts)
+
+
+def run(config: ml_collections.ConfigDict, out_dir, *, metrics=measures.DEFAULT, sweeps: Sequence[str] = (),
+        crt_ablation: bool = True, overwrite: bool = False, weights: dict | None = None, fid_reference: str = "",
+        id_descriptor: str = "fc8", progress: bool = True) -> list[dict]:
+    """What the command does: settings, refusal of existing outputs and loading of the metric networks (before any
+    sampling), evaluation, files, and the table printed. Returns the rows."""
+    metrics = measures.parse_metrics(metrics, config.mode)
+    settings = default_settings(config, crt_ablation)
+    for spec in sweeps:
+        settings += parse_sweep(spec, config)
+    settings = unique(settings)
+    sweep = any(s.swept for s in settings) and "diversity" in metrics
+    existing = [p for p in output_paths(out_dir, [s.name for s in settings], sweep) if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]}{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''} "
+                              f"already exists in {out_dir}: pass --overwrite to replace, or choose another --out")
+    weights = dict(WEIGHTS, **(weights or {}))
+    networks = measures.MetricNetworks.load(metrics, lpips_weights=weights["lpips"], fid_weights=weights["fid"],
+                                            id_weights=weights["id"], fid_reference=fid_reference or None,
+                                            id_descriptor=id_descriptor, progress=progress)
+    rows = evaluate(config, settings, metrics=metrics, networks=networks, progress=progress)
+    columns = measures.columns(metrics)
+    note = table_note(rows, metrics, networks)
+    meta = dict(config=config.to_dict(), settings=[s.as_dict() for s in settings], metrics=list(metrics),
+                fid_reference=fid_reference or ("ground truth" if "fid" in metrics else None))
+    write_outputs(rows, out_dir, columns, overwrite=overwrite, meta=meta, note=note)
+    print(markdown_table(rows, columns, note))
+    return rows
+
+
+def _define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+
+    config = config_flags.DEFINE_config_file("config", "configs/demo.py", "Sampling configuration file.")
+    flags.DEFINE_string("out", "out/eval", "Folder for metrics.{csv,md,json}, the grids and sweep.png.")
+    flags.DEFINE_string("metrics", ",".join(measures.DEFAULT),
+                        f"Comma-separated metrics: {', '.join(measures.CHOICES)} (the paper's Table 1: "
+                        "psnr,ssim,lpips,fid; Table 3: id; real-world: fid,is).")
+    flags.DEFINE_multi_string("sweep", [], "A sweep, e.g. tau=0,100,300,500 (also s=..., omega=...); repeatable.")
+    flags.DEFINE_bool("no_crt_ablation", False, "Skip the setting without the CRT.")
+    flags.DEFINE_bool("overwrite", False, "Replace existing outputs in --out.")
+    flags.DEFINE_string("lpips_weights", WEIGHTS["lpips"], "Ported LPIPS checkpoint (python -m dpi_jax.port ...).")
+    flags.DEFINE_string("fid_weights", WEIGHTS["fid"], "Ported FID Inception checkpoint (for fid and is).")
+    flags.DEFINE_string("id_weights", WEIGHTS["id"], "Ported DeepFace VGG-Face checkpoint (for id).")
+    flags.DEFINE_string("fid_reference", "", "FID against this folder or pytorch-fid .npz statistics file instead "
+                        "of the ground-truth faces (needed without ground truth, config.mode=real).")
+    flags.DEFINE_enum("id_descriptor", "fc8", ["fc8", "fc7"], "VGG-Face embedding: fc8 (2622-d, threshold 0.40, "
+                      "the DeepFace the paper used) or fc7 (4096-d, threshold 0.68, today's DeepFace).")
+    flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+    return config, flags.FLAGS
+
+
+def main(argv=None):
+    """The command line; exits with 0, or 2 on a setup error (one line on stderr; --verbose for the traceback)."""
+    from absl import app
+
+    from dpi_jax import validation
+
+    config_holder, FLAGS = _define_flags()
+
+    def _main(args):
+        if len(args) > 1:
+            print(f"error: unexpected arguments: {args[1:]}", file=sys.stderr)
+            return 2
+
+        def validated_run():  # the config is checked before any model is loaded
+            validation.check_sampling(config_holder.value)
+            images.check_output_dir(FLAGS.out)
+            weights = {"lpips": FLAGS.lpips_weights, "fid": FLAGS.fid_weights, "id": FLAGS.id_weights}
+            run(config_holder.value, FLAGS.out, metrics=FLAGS.metrics, sweeps=FLAGS.sweep,
+                crt_ablation=not FLAGS.no_crt_ablation, overwrite=FLAGS.overwrite, weights=weights,
+                fid_reference=FLAGS.fid_reference, id_descriptor=FLAGS.id_descriptor)
+
+        return validation.run_cli(validated_run, verbose=FLAGS.verbose, setup_errors=(sample_lib.SetupError,))
+
+    app.run(_main, argv=argv, flags_parser=validation.parse_flags)  # exits with _main's status

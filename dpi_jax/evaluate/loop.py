@@ -1,0 +1,76 @@
+"""The evaluation loop: every setting sampled on the same inputs with the same noise, then measured."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from dpi_jax import images, sample_lib
+from dpi_jax.evaluate.measures import DEFAULT, Accumulator, MetricNetworks, set_fid_reference
+from dpi_jax.evaluate.settings import Setting
+
+
+def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, metrics=DEFAULT,
+             networks: MetricNetworks | None = None, models=None, inputs=None, progress: bool = True) -> list[dict]:
+    """Run DPI with each setting on the inputs of ``config`` and measure it; returns one row per setting, then a
+    "bicubic" row (the LR input resized bicubically to the HR size, measured alike).
+
+    Args:
+      config: a sampling config; in "synthetic" mode the HR inputs are the ground truth, in "real" mode there is
+        none (only fid, is and diversity). Its num_seeds, batch_size, seed, respacing, ... are used.
+      settings: :class:`~dpi_jax.evaluate.settings.Setting` values (``default_settings``, ``parse_sweep``).
+      metrics: names of :data:`dpi_jax.evaluate.measures.CHOICES` (already parsed).
+      networks: the metric networks ``metrics`` needs (:meth:`MetricNetworks.load`); none for pixel metrics.
+      models: ``(prior, prior_params, crt, crt_params)`` as from ``sample_lib.load_models(config)`` (loaded when None).
+      inputs: items of ``sample_lib.list_inputs`` (listed from the config when None).
+    Returns:
+      rows: dicts with ``setting``, ``tau``/``s``/``omega``/``crt`` (None for bicubic), ``swept``/``value``,
+      ``num_images``, ``num_seeds``, each metric column with ``<column>_std``, ``per_image`` ({input name:
+      {column: value}}) and ``grid`` (a uint8 image; None for bicubic).
+    """
+    networks = networks or MetricNetworks()
+    prior, prior_params, crt, crt_params = models if models is not None else sample_lib.load_models(config)
+    image_size = prior.image_size
+    todo = list(inputs) if inputs is not None else sample_lib.list_inputs(config, image_size)
+    if not todo:
+        raise sample_lib.SetupError(f"no usable inputs in {config.input_dir}")
+    if any(s.crt for s in settings) and crt is None:
+        raise sample_lib.SetupError("a setting asks for the CRT but config.crt_checkpoint is empty")
+    has_gt = config.mode == "synthetic"
+    gt_all = np.stack([item[3] for item in todo]) if has_gt else None
+    set_fid_reference(networks, gt_all, progress)
+    scale, num_seeds = int(config.scale), int(config.num_seeds)
+    names = [item[0] for item in todo]
+    rows = []
+    for setting in tqdm(settings, desc="settings", unit="setting", disable=not progress):
+        measured = Accumulator(metrics, networks, scale)
+        grid = []
+        batches = sample_lib.sample_batches(
+            todo, config, prior, prior_params, crt if setting.crt else None, crt_params, tau=setting.tau,
+            s=setting.s, omega=setting.omega, progress=progress, desc=setting.name, leave=False)
+        for batch, sr in batches:
+            sr = images.to_uint8(sr)  # (S, B, H, W, 3), as it would be saved
+            lr = np.stack([item[1] for item in batch])
+            measured.add(sr, lr, np.stack([item[3] for item in batch]) if has_gt else None)
+            for n, (_, lr_n, _, hr_n) in enumerate(batch):
+                if len(grid) < config.grid_rows:
+                    grid.append(sample_lib.grid_row(lr_n, sr[:, n], image_size, gt=hr_n))
+        row = dict(setting=setting.name, tau=setting.tau, s=setting.s, omega=setting.omega, crt=setting.crt,
+                   swept=setting.swept, value=setting.value, num_images=len(names), num_seeds=num_seeds)
+        row.update(measured.summary(names))
+        row["grid"] = images.make_grid(grid)
+        rows.append(row)
+
+    lr = np.stack([item[1] for item in todo])
+    bicubic = np.stack([images.resize(x, image_size) for x in lr])
+    measured = Accumulator(metrics, networks, scale)
+    measured.add(bicubic[None], lr, gt_all)
+    row = dict(setting="bicubic", tau=None, s=None, omega=None, crt=None, swept=None, value=None,
+               num_images=len(names), num_seeds=1)
+    row.update(measured.summary(names))
+    row["grid"] = None
+    rows.append(row)
+    return rows

@@ -1,0 +1,116 @@
+"""The files of an evaluation: metrics.csv, metrics.md (also printed), metrics.json, grid_<setting>.png per sampled
+setting and, with a sweep, sweep.png (LR consistency against diversity, the paper's Fig. 7)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from dpi_jax import images
+from dpi_jax.evaluate.measures import DIGITS, LABELS
+from dpi_jax.evaluate.settings import slug
+
+SETTING_FIELDS = ("setting", "tau", "s", "omega", "crt", "num_images", "num_seeds")
+
+
+def output_paths(out_dir, names: Sequence[str], sweep: bool) -> list[Path]:
+    """The files :func:`write_outputs` writes for settings with these names (with ``sweep.png`` when ``sweep``)."""
+    out_dir = Path(out_dir)
+    paths = [out_dir / n for n in ("metrics.csv", "metrics.md", "metrics.json")]
+    paths += [out_dir / f"grid_{slug(name)}.png" for name in names]
+    return paths + ([out_dir / "sweep.png"] if sweep else [])
+
+
+def _cell(row: dict, column: str) -> str:
+    mean, std, digits = row.get(column), row.get(f"{column}_std"), DIGITS[column]
+    if mean is None:
+        return "-"
+    if not math.isfinite(mean):
+        return str(mean)
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def describe(row: dict) -> str:
+    """The setting column of the table: name and values."""
+    if row["tau"] is None:
+        return row["setting"]
+    return (f"{row['setting']} (tau={row['tau']:g}, s={row['s']:g}, omega={row['omega']:g}, "
+            f"{'CRT' if row['crt'] else 'no CRT'})")
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str], note: str = "") -> str:
+    """The metrics as a markdown table (per-image metrics as mean ± std over images), with ``note`` below."""
+    lines = ["| setting | " + " | ".join(LABELS[c] for c in columns) + " |",
+             "| --- |" + " --- |" * len(columns)]
+    for row in rows:
+        lines.append(f"| {describe(row)} | " + " | ".join(_cell(row, c) for c in columns) + " |")
+    return "\n".join(lines + ([("\n" + note)] if note else []))
+
+
+def plot_sweep(rows: Sequence[dict], path) -> Path:
+    """LR-consistency PSNR (or, without it, diversity alone) against diversity, one point per sampled setting; sweep
+    points are joined per swept parameter and labelled with their value (the paper's Fig. 7)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    y_key = "lr_psnr" if all("lr_psnr" in r for r in rows) else "diversity"
+    sampled = [r for r in rows if r["tau"] is not None and math.isfinite(r[y_key])]
+    for param in dict.fromkeys(r["swept"] for r in sampled if r["swept"]):
+        group = [r for r in sampled if r["swept"] == param]
+        ax.plot([r["diversity"] for r in group], [r[y_key] for r in group], "o-", label=f"{param} sweep")
+        for r in group:
+            ax.annotate(f"{param}={r['value']:g}", (r["diversity"], r[y_key]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+    for r in (r for r in sampled if not r["swept"]):
+        ax.plot([r["diversity"]], [r[y_key]], "s", color="gray")
+        ax.annotate(r["setting"], (r["diversity"], r[y_key]), textcoords="offset points", xytext=(4, -10),
+                    fontsize=8, color="gray")
+    ax.set_xlabel("diversity (mean per-pixel std over seeds, [0, 1] scale)")
+    ax.set_ylabel(LABELS[y_key])
+    ax.grid(alpha=0.3)
+    ax.margins(0.15)
+    if any(r["swept"] for r in sampled):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=150)
+    return images.write_atomic(Path(path), buffer.getvalue(), overwrite=True)
+
+
+def write_outputs(rows: Sequence[dict], out_dir, columns: Sequence[str], *, overwrite: bool = False,
+                  meta: dict | None = None, note: str = "") -> list[Path]:
+    """Write every file (atomically); existing files are refused (FileExistsError naming them) unless ``overwrite``.
+    Returns the paths written."""
+    out_dir = Path(out_dir)
+    sampled = [r for r in rows if r["grid"] is not None]
+    sweep = any(r["swept"] for r in sampled) and all("diversity" in r for r in sampled)
+    paths = output_paths(out_dir, [r["setting"] for r in sampled], sweep)
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(map(str, existing))} already exist(s): pass --overwrite to replace")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path, json_path = paths[:3]
+    fields = list(SETTING_FIELDS) + [f for c in columns for f in (c, f"{c}_std")]
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in fields})
+    plain = [{k: v for k, v in r.items() if k != "grid"} for r in rows]
+    texts = {csv_path: table.getvalue(), md_path: markdown_table(rows, columns, note) + "\n",
+             json_path: json.dumps(dict(meta or {}, rows=plain), indent=1, default=str)}
+    for path, text in texts.items():
+        images.write_atomic(path, text, overwrite=overwrite)
+    written = [csv_path, md_path, json_path]
+    for row in sampled:
+        written.append(images.save_png(out_dir / f"grid_{slug(row['setting'])}.png", row["grid"], overwrite=overwrite))
+    if sweep:
+        written.append(plot_sweep(rows, out_dir / "sweep.png"))
+    return written
