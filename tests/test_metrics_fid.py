@@ -246,27 +246,41 @@ def write_images(folder, sizes, seed):
     return folder
 
 
-def test_folder_activations_match_pytorch_fid_and_self_fid_is_zero(params, pytorch_fid_models, tmp_path):
-    """Images of two sizes (pytorch-fid needs one per batch: batch size 1 there); FID of a folder with itself;
-    the statistics cache."""
-    folder = write_images(tmp_path / "a", [(64, 64), (40, 48), (64, 64), (40, 48)], seed=4)
-    ours = fid.folder_activations(params, folder, batch_size=50, progress=False)
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Images of two sizes (pytorch-fid needs one size per batch: batch size 1 there)."""
+    return write_images(tmp_path_factory.mktemp("images") / "a", [(64, 64), (40, 48), (64, 64), (40, 48)], seed=4)
+
+
+def test_folder_activations_match_pytorch_fid_and_are_cached(params, pytorch_fid_models, folder, tmp_path):
+    ours = fid.folder_activations(params, folder, batch_size=2, progress=False)
     files = sorted(folder.glob("*.png"))
     ref = pytorch_fid_score.get_activations(files, pytorch_fid_models[0], batch_size=1, device="cpu", num_workers=0)
     assert ours.shape == (4, 2048)
     assert rel_err(ours, ref) <= NET_RTOL
-
-    assert abs(fid.fid_folders(params, folder, folder, progress=False)) < 1e-3  # singular 2048-d covariances (N=4)
+    same_size = np.stack([fid.read_image(f) for f in files[::2]])  # the 64x64 ones
+    np.testing.assert_allclose(fid.image_activations(params, same_size, batch_size=2), ours[::2], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="no images"):
+        fid.folder_activations(params, tmp_path, progress=False)
 
     cache = tmp_path / "a_stats.npz"
-    mu, sigma = fid.folder_statistics(params, folder, progress=False, cache=cache)
+    mu, sigma = fid.folder_statistics(params, folder, batch_size=2, progress=False, cache=cache)
+    np.testing.assert_array_equal(mu, np.mean(ours.astype(np.float64), axis=0))
     ref_mu, ref_sigma = pytorch_fid_score.compute_statistics_of_path(str(cache), None, 50, 2048, "cpu")
     np.testing.assert_array_equal(ref_mu, mu)
+    np.testing.assert_array_equal(ref_sigma, sigma)
     with mock.patch.object(fid, "folder_activations", side_effect=AssertionError("recomputed")):
         np.testing.assert_array_equal(fid.folder_statistics(params, folder, progress=False, cache=cache)[1], sigma)
-        shutil.copy(folder / "000.png", folder / "004.png")  # another file: the cache no longer applies
+        copy = shutil.copytree(folder, tmp_path / "copy")
+        shutil.copy(copy / "000.png", copy / "004.png")  # another file: the cache no longer applies
         with pytest.raises(AssertionError, match="recomputed"):
-            fid.folder_statistics(params, folder, progress=False, cache=cache)
+            fid.folder_statistics(params, copy, progress=False, cache=cache)
+
+
+@pytest.mark.slow
+def test_fid_of_a_folder_with_itself_is_zero(params, folder):
+    """One 2048x2048 scipy.linalg.sqrtm (singular covariances: N = 4): minutes on two busy CPU cores."""
+    assert abs(fid.fid_folders(params, folder, folder, batch_size=2, progress=False)) < 1e-3
 
 
 def test_is_folder_matches_torch_fidelity(params, weights_file, tmp_path):

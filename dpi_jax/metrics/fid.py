@@ -183,10 +183,12 @@ def list_files(folder, suffixes) -> list[Path]:
     return sorted(files, key=lambda p: os.path.realpath(p))
 
 
-def _folder_outputs(fn, params, files, batch_size, progress, desc) -> np.ndarray:
-    """``fn`` over the images of ``files``, grouped by size and decoded a chunk at a time; rows in file order."""
+def _folder_outputs(fn, params, folder, suffixes, batch_size, progress, desc) -> np.ndarray:
+    """``fn`` over the images of ``folder``, grouped by size and decoded a chunk at a time; rows in file order."""
+    files = list_files(folder, suffixes)
     if not files:
-        raise ValueError("no images to measure")
+        raise ValueError(f"no images ({' '.join(suffixes)}) in {folder}")
+    params = sharding.replicate(params, sharding.data_mesh())
     batch_size = min(batch_size, len(files))  # as pytorch-fid and torch-fidelity
     groups: dict[tuple[int, int], list[int]] = {}
     for i, f in enumerate(files):
@@ -208,12 +210,12 @@ def _folder_outputs(fn, params, files, batch_size, progress, desc) -> np.ndarray
 
 def folder_activations(params, folder, batch_size: int = 50, progress: bool = True) -> np.ndarray:
     """(N, 2048) float32 pool3 features of a folder's images, as pytorch-fid's ``get_activations``."""
-    return _folder_outputs(_fid_pool, params, list_files(folder, FID_SUFFIXES), batch_size, progress, "FID Inception")
+    return _folder_outputs(_fid_pool, params, folder, FID_SUFFIXES, batch_size, progress, "FID Inception")
 
 
 def folder_logits(params, folder, batch_size: int = 50, progress: bool = True) -> np.ndarray:
     """(N, 1008) float32 torch-fidelity ``logits_unbiased`` of a folder's images, in torch-fidelity's file order."""
-    return _folder_outputs(_isc_logits, params, list_files(folder, ISC_SUFFIXES), batch_size, progress, "IS Inception")
+    return _folder_outputs(_isc_logits, params, folder, ISC_SUFFIXES, batch_size, progress, "IS Inception")
 
 
 def folder_fingerprint(params, folder) -> str:
