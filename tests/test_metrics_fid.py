@@ -128,7 +128,7 @@ def test_pytorch_fid_pool_and_logits(params, pytorch_fid_models, size):
     assert pool.std() > 0.1  # activations neither vanished nor saturated: the comparison means something
 
 
-def test_torch_fidelity_features(params, weights_file):
+def test_torch_fidelity_features(params, weights_file, pytorch_fid_models):
     """torch-fidelity's extractor loads the same file (strictly: the key sets are equal) and gives the same
     2048-d pool, logits_unbiased (the IS feature: fc without bias) and logits on uint8 input."""
     names = ["2048", "logits_unbiased", "logits"]
@@ -143,7 +143,8 @@ def test_torch_fidelity_features(params, weights_file):
     assert not np.allclose(ours["logits"], ours["logits_unbiased"])
     with pytest.raises(TypeError, match="uint8"):
         inception.fidelity_forward(params, images.astype(np.float32))
-    # its state_dict converts too
+    # the other way round: pytorch-fid's network loads torch-fidelity's state_dict strictly, and it converts
+    pytorch_fid_models[1].load_state_dict(extractor.state_dict())
     inception.convert_inception({k: v.numpy() for k, v in extractor.state_dict().items()})
 
 

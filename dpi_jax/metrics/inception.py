@@ -11,9 +11,10 @@ One network and one set of weights serve two reference pipelines:
 
 The network is ``pytorch_fid.inception.fid_inception_v3()``: torchvision's Inception3 with the FID blocks (average
 pools that do not count the padding, a max pool in the last block), BatchNorm (eps 0.001) in eval mode with the stored
-running statistics, and the 1008-way ``fc`` of the TensorFlow graph. The weight files ``pt_inception-2015-12-05-
-6726825d.pth`` (pytorch-fid) and ``weights-inception-2015-12-05-6726825d.pth`` (torch-fidelity) hold the same
-state_dict keys (with or without BatchNorm's ``num_batches_tracked``); :func:`convert_inception` takes either.
+running statistics, and the 1008-way ``fc`` of the TensorFlow graph. pytorch-fid's ``fid_inception_v3`` and
+torch-fidelity's extractor have the same state_dict keys (each loads the other's strictly; see the tests), so their
+files ``pt_inception-2015-12-05-6726825d.pth`` and ``weights-inception-2015-12-05-6726825d.pth`` both convert, with
+or without BatchNorm's ``num_batches_tracked`` entries.
 """
 
 from __future__ import annotations
@@ -299,9 +300,10 @@ def fidelity_forward(params, images, precision: str = "highest") -> dict:
     """torch-fidelity's ``FeatureExtractorInceptionV3`` of NHWC uint8 images (any size): float32, TensorFlow 1.x
     bilinear resize to 299x299, ``(x - 128) / 128``, the network. ``"logits_unbiased"`` (the fc without its bias)
     is the Inception Score's feature, ``"pool"`` its ``"2048"``. Jittable."""
-    if jnp.asarray(images).dtype != jnp.uint8:
-        raise TypeError(f"torch-fidelity's Inception takes uint8 images, got {jnp.asarray(images).dtype}")
-    x = jnp.asarray(images).astype(jnp.float32)
+    images = jnp.asarray(images)
+    if images.dtype != jnp.uint8:
+        raise TypeError(f"torch-fidelity's Inception takes uint8 images, got {images.dtype}")
+    x = images.astype(jnp.float32)
     x = resize_bilinear_tf1(x)
     return FIDInceptionV3(precision).apply({"params": params}, (x - 128) / 128)
 
@@ -384,9 +386,9 @@ def missing_weights_message(directory) -> str:
 
 
 def load_inception(directory=DEFAULT_DIR) -> dict:
-    """The params of a ported FID Inception checkpoint. A missing directory raises FileNotFoundError saying which
-    file to download and how to port it."""
-    directory = Path(directory)
+    """The params of a ported FID Inception checkpoint (``None``: :data:`DEFAULT_DIR`). A missing directory raises
+    FileNotFoundError saying which file to download and how to port it."""
+    directory = Path(DEFAULT_DIR if directory is None else directory)
     if not (directory / checkpoint.MODEL_FILE).is_file():
         raise FileNotFoundError(missing_weights_message(directory))
 
