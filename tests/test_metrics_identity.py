@@ -1,0 +1,194 @@
+"""DeepFace's VGG-Face identity metric in Flax, with random weights.
+
+The Keras counterpart is Keras 3 on the JAX backend (``KERAS_BACKEND=jax``) running DeepFace's VGG-Face layer list as
+written in deepface 0.0.103's ``models/facial_recognition/tf/VGGFace.py`` (``base_model()``, the embedding model cut at
+``model.layers[-5]`` + Flatten, then ``l2_normalize``): DeepFace itself imports TensorFlow, which is too heavy for
+this project's CI, so its model class is not imported here. The weights file is written by Keras's own legacy HDF5
+writer (the format of ``vgg_face_weights.h5``: ``layer_names``/``weight_names`` attributes) and also read back by
+Keras's legacy ``load_weights``, as DeepFace loads it.
+
+Tolerance: 1e-4 relative on the embeddings. Both sides run float32 convolutions over 16 layers with fan-ins up to
+25088; summation order differs (Keras's conv lowering vs ours, padding layers vs padded convolutions), leaving
+relative differences of order 1e-6.
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from dpi_jax.metrics import identity as vf
+from dpi_jax.port import PortError
+
+h5py = pytest.importorskip("h5py")
+
+RTOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def params():
+    """Random VGG-Face params (He-normal kernels, small random biases) in the Keras/Flax HWIO layout."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, cin, cout, k in vf.LAYERS:
+        std = np.sqrt(2.0 / (k * k * cin))
+        out[name] = {"kernel": (rng.standard_normal((k, k, cin, cout), np.float32) * std).astype(np.float32),
+                     "bias": (rng.standard_normal(cout, np.float32) * 0.01).astype(np.float32)}
+    return jax.device_put(out)
+
+
+def _faces(n, size, seed):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def _deepface_model(keras):
+    """DeepFace's ``base_model()`` layer list (deepface 0.0.103, tf/VGGFace.py) in Keras 3."""
+    L = keras.layers
+    model = keras.Sequential([keras.Input((224, 224, 3))])
+    for width, convs in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]:
+        for _ in range(convs):
+            model.add(L.ZeroPadding2D((1, 1)))
+            model.add(L.Conv2D(width, (3, 3), activation="relu"))
+        model.add(L.MaxPooling2D((2, 2), strides=(2, 2)))
+    model.add(L.Conv2D(4096, (7, 7), activation="relu"))
+    model.add(L.Dropout(0.5))
+    model.add(L.Conv2D(4096, (1, 1), activation="relu"))
+    model.add(L.Dropout(0.5))
+    model.add(L.Conv2D(2622, (1, 1)))
+    model.add(L.Flatten())
+    model.add(L.Activation("softmax"))
+    return model
+
+
+def _write_legacy_h5(path, layers):
+    """A Keras legacy HDF5 weights file: [(layer name, [(weight name, shape), ...])], datasets left unwritten
+    (h5py allocates them lazily, so full-size shapes cost nothing)."""
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [name.encode() for name, _ in layers]
+        f.attrs["keras_version"] = b"2.2.4"
+        for name, weights in layers:
+            group = f.create_group(name)
+            group.attrs["weight_names"] = [w.encode() for w, _ in weights]
+            for w, shape in weights:
+                group.create_dataset(w, shape, dtype="f4")
+
+
+def test_matches_keras_counterpart(tmp_path, params):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    from keras.src.legacy.saving import legacy_h5_format
+
+    if keras.backend.backend() != "jax":
+        pytest.skip(f"Keras runs on {keras.backend.backend()}, this test expects the JAX backend")
+    source = _deepface_model(keras)
+    source.set_weights([np.asarray(params[name][w]) for name, *_ in vf.LAYERS for w in ("kernel", "bias")])
+    path = tmp_path / vf.WEIGHTS_FILE
+    with h5py.File(path, "w") as f:  # what Keras 2's model.save_weights("x.h5") wrote
+        legacy_h5_format.save_weights_to_hdf5_group(f, source)
+    del source
+
+    model = _deepface_model(keras)  # DeepFace: base_model(), then load_model_weights -> model.load_weights(file)
+    model.load_weights(str(path))
+    assert model.layers[-5].filters == 4096 and model.layers[-5].kernel_size == (1, 1)  # fc7, DeepFace's cut
+    fc7_flat = keras.layers.Flatten()(model.layers[-5].output)  # DeepFace's embedding model
+    descriptor = keras.Model(model.inputs[0], [fc7_flat, model.layers[-2].output])  # + the 2622-d one of old deepface
+
+    faces = _faces(2, 256, 1)
+    inputs = np.asarray(vf.deepface_preprocess(faces))
+    fc7, fc8 = (np.asarray(o) for o in descriptor(inputs, training=False))
+    ref = fc7 / (np.linalg.norm(fc7, axis=1, keepdims=True) + 1e-10)  # VggFaceClient.forward's l2_normalize
+    del model, descriptor
+
+    ported = vf.convert_vggface_h5(path)
+    for name, *_ in vf.LAYERS:
+        np.testing.assert_array_equal(ported[name]["kernel"], params[name]["kernel"])
+        np.testing.assert_array_equal(ported[name]["bias"], params[name]["bias"])
+    ours = np.asarray(vf.vggface_embeddings(ported, faces))
+    rel = np.max(np.abs(ours - ref)) / np.max(np.abs(ref))
+    print(f"fc7 embedding: max error {rel:.2e} of the largest component")
+    assert ours.shape == (2, 4096) and rel <= RTOL
+    ours_fc8 = np.asarray(vf.VGGFace("fc8").apply({"params": ported}, inputs))
+    rel8 = np.max(np.abs(ours_fc8 - fc8)) / np.max(np.abs(fc8))
+    print(f"fc8 logits: max error {rel8:.2e} of the largest component")
+    assert rel8 <= RTOL
+
+
+def test_preprocessing_matches_deepface_with_opencv():
+    """``DeepFace.verify(..., detector_backend="skip")``'s preparation re-traced with cv2 and NumPy: extract_faces
+    (BGR -> RGB, /255 when max > 1), represent (RGB -> BGR), resize_image (scale, cv2.resize, centred zero padding,
+    float32, /255 when max > 1), normalization "base"."""
+    cv2 = pytest.importorskip("cv2")
+
+    def deepface(rgb):
+        img = rgb[:, :, ::-1]  # what cv2.imread gives
+        img = img[:, :, ::-1]  # extract_faces(color_face="rgb")
+        if img.max() > 1:
+            img = img / 255
+        img = img[:, :, ::-1]  # verify -> represent(img_obj["face"][:, :, ::-1]); skip: ::-1 twice
+        factor = min(224 / img.shape[0], 224 / img.shape[1])
+        img = cv2.resize(img, (int(img.shape[1] * factor), int(img.shape[0] * factor)))
+        d0, d1 = 224 - img.shape[0], 224 - img.shape[1]
+        img = np.pad(img, ((d0 // 2, d0 - d0 // 2), (d1 // 2, d1 - d1 // 2), (0, 0)), "constant")
+        img = np.asarray(img, np.float32)
+        return img / 255.0 if img.max() > 1 else img
+
+    rng = np.random.default_rng(2)
+    cases = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in
+             [(2, 256, 256, 3), (1, 100, 100, 3), (1, 300, 200, 3), (1, 97, 131, 3), (1, 224, 224, 3),
+              (1, 448, 448, 3)]]
+    # max <= 1 (a black image): DeepFace does not divide by 255. Only without a resize: DeepFace would then resize
+    # the uint8 array with cv2's fixed-point arithmetic, which is not reproduced (a difference of < 1 grey level)
+    cases.append(rng.integers(0, 2, (1, 224, 224, 3), dtype=np.uint8))
+    for images in cases:
+        ours = np.asarray(vf.deepface_preprocess(images))
+        ref = np.stack([deepface(im) for im in images])
+        assert ours.shape == ref.shape == (len(images), 224, 224, 3)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-6, err_msg=str(images.shape))
+
+
+def test_acc_and_cs_against_numpy(params):
+    sr, gt = _faces(3, 64, 3), _faces(3, 64, 4)
+    gt[0] = sr[0]  # one identical pair: distance 0, verified at any threshold
+    emb_sr = np.asarray(vf.vggface_embeddings(params, sr), np.float64)
+    emb_gt = np.asarray(vf.vggface_embeddings(params, gt), np.float64)
+    d = 1 - np.sum(emb_sr * emb_gt, 1) / (np.linalg.norm(emb_sr, axis=1) * np.linalg.norm(emb_gt, axis=1))
+    d = np.round(d, 6)
+    threshold = float(np.sort(d)[1])  # two of three pairs verified ("distance <= threshold")
+    result = vf.identity_metrics(params, sr, gt, threshold=threshold, batch_size=2, progress=False)
+    np.testing.assert_allclose(result["distances"], d, atol=2e-6)
+    assert result["distances"][0] == 0.0
+    assert result["acc"] == pytest.approx(np.mean(d <= threshold)) == pytest.approx(2 / 3)
+    assert result["cs"] == pytest.approx(np.mean(d), abs=2e-6)
+    assert vf.THRESHOLD == 0.68
+
+
+def test_miskeyed_h5_is_refused_with_both_lists(tmp_path):
+    layers = [(f"conv2d_{i}", [(f"conv2d_{i}/kernel:0", (k, k, cin, cout)), (f"conv2d_{i}/bias:0", (cout,))])
+              for i, (_, cin, cout, k) in enumerate(vf.LAYERS, start=1)]
+    del layers[2]  # conv2_1 (3, 3, 64, 128)
+    layers.append(("dense_9", [("dense_9/kernel:0", (10, 4)), ("dense_9/bias:0", (4,))]))
+    layers.insert(0, ("zero_padding2d_1", []))  # layers without weights are skipped, as Keras does
+    path = tmp_path / "bad.h5"
+    _write_legacy_h5(path, layers)
+    with pytest.raises(PortError) as err:
+        vf.convert_vggface_h5(path)
+    message = str(err.value)
+    assert "missing layers (1):\n  conv2_1 (layer #3): (3, 3, 64, 128) + (128,)" in message
+    assert "unexpected layers (1):\n  dense_9: (10, 4) + (4,)" in message
+    with pytest.raises(PortError, match="not a Keras HDF5 weights file"):
+        with h5py.File(tmp_path / "empty.h5", "w"):
+            pass
+        vf.convert_vggface_h5(tmp_path / "empty.h5")
+
+
+def test_checkpoint_round_trip_and_missing_directory(tmp_path, params):
+    vf.save_vggface(tmp_path / "vggface", params)
+    loaded = vf.load_vggface(tmp_path / "vggface")
+    for name, *_ in vf.LAYERS:
+        np.testing.assert_array_equal(np.asarray(loaded[name]["kernel"]), params[name]["kernel"])
+    with pytest.raises(FileNotFoundError) as err:
+        vf.load_vggface(tmp_path / "nowhere")
+    message = str(err.value)
+    assert "vgg_face_weights.h5" in message and "deepface" in message
+    assert f"python -m dpi_jax.port vgg_face_weights.h5 {tmp_path / 'nowhere'} --model vggface" in message
