@@ -3,6 +3,9 @@
     python -m dpi_jax.port ffhq_10m.pt checkpoints/ffhq_10m --model ffhq_10m
     python -m dpi_jax.port crt.pt checkpoints/crt_x8 --model crt
     python -m dpi_jax.port other.pt out_dir --model other_config.json --kind adm
+    python -m dpi_jax.port alexnet-owt-7be5be79.pth checkpoints/metrics/lpips_alex --model lpips_alex
+    python -m dpi_jax.port pt_inception-2015-12-05-6726825d.pth checkpoints/metrics/fid_inception --model fid_inception
+    python -m dpi_jax.port vgg_face_weights.h5 checkpoints/metrics/vggface --model vggface
 
 The Flax tree mirrors the state_dict: module ``a_1_b_2`` holds the PyTorch keys ``a.1.b.2.*``; ``weight`` is a
 ``kernel`` (convolutions OIHW -> HWIO, linear and 1-D convolutions (O, I[, 1]) -> (I, O)) or a GroupNorm ``scale``.
@@ -26,6 +29,9 @@ from dpi_jax import checkpoint
 from dpi_jax.models import PRESETS, abstract_params, count_params, make_model
 
 LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias"}
+# The metric networks (dpi_jax.metrics) the command also ports: --model NAME, from the file each is published as.
+METRIC_MODELS = {"lpips_alex": "alexnet-owt-7be5be79.pth", "lpips_vgg": "vgg16-397923af.pth",
+                 "fid_inception": "pt_inception-2015-12-05-6726825d.pth", "vggface": "vgg_face_weights.h5"}
 
 
 class PortError(ValueError):
@@ -153,7 +159,10 @@ def main(argv=None) -> int:
     parser.add_argument("src", help="PyTorch checkpoint (.pt)")
     parser.add_argument("dst", help="output checkpoint directory")
     parser.add_argument("--model", required=True,
-                        help=f"a preset ({', '.join(PRESETS)}) or a .json/.py file with a guided-diffusion config")
+                        help=f"a preset ({', '.join(PRESETS)}), a metric network ({', '.join(METRIC_MODELS)}) or a "
+                             ".json/.py file with a guided-diffusion config")
+    parser.add_argument("--heads", help="lpips_alex/lpips_vgg: the v0.1 linear heads (.pth; default: the ones the "
+                                        "lpips package ships)")
     parser.add_argument("--kind", choices=["adm", "crt"], help="network kind for a config file (default adm)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--verbose", action="store_true", help="print the traceback of an error")
@@ -163,8 +172,30 @@ def main(argv=None) -> int:
     return validation.run_cli(lambda: _convert(args), verbose=args.verbose)
 
 
+def _port_metric_network(args) -> Path:
+    """The metric networks' weight files (torchvision/lpips, pytorch-fid, DeepFace) to dpi-jax checkpoints."""
+    if args.model.startswith("lpips_"):
+        from dpi_jax.metrics import lpips
+        net = args.model[len("lpips_"):]
+        return lpips.save_lpips(args.dst, lpips.port_lpips(args.src, args.heads, net), net, overwrite=args.overwrite)
+    if args.model == "fid_inception":
+        from dpi_jax.metrics import inception
+        return inception.port_inception(args.src, args.dst, overwrite=args.overwrite)
+    from dpi_jax.metrics import identity
+    return identity.save_vggface(args.dst, identity.convert_vggface_h5(args.src), overwrite=args.overwrite)
+
+
 def _convert(args) -> int:
     """What main does once the arguments are parsed; errors propagate to ``validation.run_cli`` (exit status 2)."""
+    if args.model in METRIC_MODELS:
+        if Path(args.dst).exists() and not args.overwrite:
+            raise FileExistsError(f"{args.dst} already exists (pass --overwrite to replace it)")
+        try:
+            out = _port_metric_network(args)
+        except PortError as err:
+            raise PortError(f"{args.src}: {err}") from err
+        print(f"converted {args.model} from {args.src} to {out}")
+        return 0
     if args.model in PRESETS:
         config, kind = PRESETS[args.model]
         kind = args.kind or kind

@@ -1,10 +1,9 @@
 """Access to the reference fixtures (outputs of the authors' PyTorch code, NCHW) copied under tests/fixtures."""
 
-from pathlib import Path
-
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np

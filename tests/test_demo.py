@@ -1,6 +1,5 @@
 """The bundled demo: the shipped weights, and sample.py's default config run end to end (shortened)."""
 
-from pathlib import Path
 
 import numpy as np
 from PIL import Image

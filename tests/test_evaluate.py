@@ -214,32 +214,27 @@ def test_evaluate_end_to_end_with_a_sweep(random_checkpoints, fake_synthfaces, t
     assert (out / "metrics.md").read_bytes() == before
 
 
-def random_params(abstract, seed=0):
-    """Random float32 parameters for an abstract tree (unit-ish scale; BatchNorm variances positive)."""
-    rng = np.random.default_rng(seed)
-
-    def draw(path, leaf):
-        name = getattr(path[-1], "key", "")
-        if name in ("scale", "var"):
-            return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-        fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 1
-        return rng.normal(scale=fan_in ** -0.5, size=leaf.shape).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(draw, abstract)
+def torch_state(state_dict: dict) -> dict:
+    """A torch state_dict as NumPy arrays, as the port reads it."""
+    return {k: v.numpy() for k, v in state_dict.items()}
 
 
 @pytest.mark.slow
 def test_evaluate_the_paper_columns_with_random_metric_networks(random_checkpoints, fake_synthfaces, tmp_path):
     """--metrics=psnr,ssim,lpips,fid,is,id on ported (random) LPIPS, FID Inception and VGG-Face checkpoints: every
     column is filled, and the values are those of the metric functions applied to the saved results."""
-    from dpi_jax.metrics import fid, identity, inception, lpips
+    from dpi_jax.metrics import fid, identity, inception, lpips, torch_reference
 
     weights = {"lpips": tmp_path / "lpips", "fid": tmp_path / "inception", "id": tmp_path / "vggface"}
-    lpips_params = random_params(lpips.abstract_lpips_params("alex"))
+    # Random trunks as the references initialise them (LPIPS with the lpips package's own heads); VGG-Face random.
+    lpips_params = lpips.convert_lpips(torch_state(torch_reference.random_alexnet_state_dict()), None, "alex")
     lpips.save_lpips(weights["lpips"], lpips_params, "alex")
-    inception_params = random_params(inception.abstract_params(), 1)
+    inception_params = inception.convert_inception(torch_state(torch_reference.random_fid_inception_state_dict()))
     inception.save_inception(weights["fid"], inception_params)
-    identity.save_vggface(weights["id"], random_params(identity.abstract_vggface_params(), 2))
+    rng = np.random.default_rng(2)  # He-normal kernels keep the activations O(1) through the 16 layers
+    he = lambda leaf: rng.normal(0, (2 / np.prod(leaf.shape[:-1])) ** 0.5 if len(leaf.shape) > 1 else 0.1, leaf.shape)
+    vggface = jax.tree.map(lambda leaf: he(leaf).astype(np.float32), identity.abstract_vggface_params())
+    identity.save_vggface(weights["id"], vggface)
     config = tiny_config(random_checkpoints)
     config.num_seeds = 1
     out = tmp_path / "eval"

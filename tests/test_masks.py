@@ -1,7 +1,6 @@
 """Condition masks: the RACM map against the reference, and the properties DPI relies on."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dpi_jax import masks

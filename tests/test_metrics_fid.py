@@ -21,6 +21,7 @@ from PIL import Image
 
 from dpi_jax import checkpoint
 from dpi_jax.metrics import fid, inception
+from dpi_jax.metrics.torch_reference import random_fid_inception_state_dict
 from dpi_jax.port import PortError, load_torch_state_dict
 from tests.torch_compat import import_torchvision
 
@@ -38,27 +39,6 @@ NET_RTOL = 1e-4
 def rel_err(ours, ref) -> float:
     ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     return float(np.abs(ours - ref).max() / np.abs(ref).max())
-
-
-def random_fid_inception_state_dict(seed=0) -> dict:
-    """The state_dict of ``fid_inception_v3()`` with random values: torchvision's Inception3 has the same keys and
-    shapes (the FID blocks subclass its blocks). He-normal convolutions keep activations O(1) through the depth;
-    BatchNorm gets random running statistics and affine parameters so that eval-mode BN is really exercised."""
-    net = torchvision.models.inception_v3(weights=None, num_classes=1008, aux_logits=False, init_weights=False)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                m.weight.normal_(0, (2 / m.weight[0].numel()) ** 0.5, generator=g)
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0, 0.2, generator=g)
-                m.running_mean.normal_(0, 0.2, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-            elif isinstance(m, torch.nn.Linear):
-                m.weight.normal_(0, 2048 ** -0.5, generator=g)
-                m.bias.normal_(0, 1.0, generator=g)
-    return net.state_dict()
 
 
 @pytest.fixture(scope="module")

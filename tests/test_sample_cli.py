@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.reference import FIXTURES, TRAJ_ADM, TRAJ_CRT, run_python as run
+from tests.reference import FIXTURES, TRAJ_ADM, TRAJ_CRT
+from tests.reference import run_python as run
+
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):

@@ -1,0 +1,88 @@
+"""The metrics on folders, as the reference tools' command lines do it (pytorch-fid, lpips, torch-fidelity):
+
+    python -m dpi_jax.metrics fid DIR_A DIR_B          # either may be a pytorch-fid .npz statistics file
+    python -m dpi_jax.metrics stats DIR OUT.npz        # a folder's FID statistics, readable by pytorch-fid
+    python -m dpi_jax.metrics lpips DIR_A DIR_B        # pairs of images with the same name
+    python -m dpi_jax.metrics is DIR                   # Inception Score, 10 splits
+    python -m dpi_jax.metrics id SR_DIR GT_DIR         # DeepFace VGG-Face ACC / CS of pairs with the same name
+
+The networks come from checkpoints ported once with ``python -m dpi_jax.port`` (``--weights`` chooses another);
+nothing is downloaded. One result line is printed (and ``--json`` adds the full result as JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dpi_jax import validation
+
+WEIGHTS = {"fid": "checkpoints/metrics/fid_inception", "stats": "checkpoints/metrics/fid_inception",
+           "is": "checkpoints/metrics/fid_inception", "lpips": "checkpoints/metrics/lpips_alex",
+           "id": "checkpoints/metrics/vggface"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dpi_jax.metrics", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, paths, help_text in (("fid", ("path_a", "path_b"), "FID between two folders or .npz files"),
+                                   ("stats", ("folder", "output"), "FID statistics of a folder, as .npz"),
+                                   ("lpips", ("dir_a", "dir_b"), "LPIPS between same-named images"),
+                                   ("is", ("folder",), "Inception Score of a folder"),
+                                   ("id", ("sr_dir", "gt_dir"), "face-identity ACC/CS of same-named images")):
+        sub = commands.add_parser(name, help=help_text)
+        for path in paths:
+            sub.add_argument(path)
+        sub.add_argument("--weights", default=WEIGHTS[name], help=f"ported checkpoint (default {WEIGHTS[name]})")
+        sub.add_argument("--batch_size", type=int, default=50)
+        sub.add_argument("--json", action="store_true", help="also print the whole result as JSON")
+        sub.add_argument("--verbose", action="store_true", help="print the traceback of an error")
+        if name == "is":
+            sub.add_argument("--splits", type=int, default=10)
+        if name == "id":
+            sub.add_argument("--descriptor", choices=["fc8", "fc7"], default="fc8",
+                             help="fc8: 2622-d, threshold 0.40 (the DeepFace of the paper); fc7: 4096-d, 0.68")
+    return parser
+
+
+def _run(args) -> int:
+    if args.command in ("fid", "stats", "is"):
+        from dpi_jax.metrics import fid, inception
+        params = inception.load_inception(args.weights)
+        if args.command == "fid":
+            value = fid.fid_folders(params, args.path_a, args.path_b, batch_size=args.batch_size)
+            result, line = {"fid": value}, f"FID: {value}"
+        elif args.command == "stats":
+            mu, sigma = fid.folder_statistics(params, args.folder, batch_size=args.batch_size)
+            fid.save_stats(args.output, mu, sigma)
+            result, line = {"stats": str(args.output), "dims": int(mu.shape[0])}, f"wrote {args.output}"
+        else:
+            mean, std = fid.is_folder(params, args.folder, args.splits, batch_size=args.batch_size)
+            result, line = {"is": mean, "is_std": std}, f"IS: {mean} ± {std}"
+    elif args.command == "lpips":
+        from dpi_jax.metrics import lpips
+        params, net = lpips.load_lpips(args.weights)
+        result = lpips.lpips_folders(params, args.dir_a, args.dir_b, net, batch_size=args.batch_size)
+        line = f"LPIPS-{net}: {result['mean']} over {len(result['per_image'])} pairs"
+    else:
+        from dpi_jax.metrics import identity
+        params = identity.load_vggface(args.weights)
+        threshold = identity.THRESHOLD_FC8 if args.descriptor == "fc8" else identity.THRESHOLD
+        result = identity.identity_folders(params, args.sr_dir, args.gt_dir, threshold, batch_size=args.batch_size,
+                                           descriptor=args.descriptor)
+        result.pop("distances", None)
+        line = f"ID ACC: {result['acc']} CS: {result['cs']} (VGG-Face {args.descriptor}, threshold {threshold:g})"
+    print(line)
+    if args.json:
+        print(json.dumps(result, default=float))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    return validation.run_cli(lambda: _run(args), verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
