@@ -12,7 +12,12 @@ Tolerance: 1e-4 relative on the embeddings. Both sides run float32 convolutions 
 relative differences of order 1e-6.
 """
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -22,6 +27,7 @@ from dpi_jax.metrics import identity as vf
 from dpi_jax.port import PortError
 
 h5py = pytest.importorskip("h5py")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras 3's jax backend and NumPy 2 copy=
 
 RTOL = 1e-4
 
@@ -43,19 +49,21 @@ def _faces(n, size, seed):
 
 
 def _deepface_model(keras):
-    """DeepFace's ``base_model()`` layer list (deepface 0.0.103, tf/VGGFace.py) in Keras 3."""
+    """DeepFace's ``base_model()`` layer list (deepface 0.0.103, tf/VGGFace.py) in Keras 3. The kernels start at
+    zero instead of Glorot draws (initialising 145M parameters costs seconds; every weight is loaded afterwards)."""
     L = keras.layers
+    Conv2D = lambda filters, kernel, **kw: L.Conv2D(filters, kernel, kernel_initializer="zeros", **kw)
     model = keras.Sequential([keras.Input((224, 224, 3))])
     for width, convs in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]:
         for _ in range(convs):
             model.add(L.ZeroPadding2D((1, 1)))
-            model.add(L.Conv2D(width, (3, 3), activation="relu"))
+            model.add(Conv2D(width, (3, 3), activation="relu"))
         model.add(L.MaxPooling2D((2, 2), strides=(2, 2)))
-    model.add(L.Conv2D(4096, (7, 7), activation="relu"))
+    model.add(Conv2D(4096, (7, 7), activation="relu"))
     model.add(L.Dropout(0.5))
-    model.add(L.Conv2D(4096, (1, 1), activation="relu"))
+    model.add(Conv2D(4096, (1, 1), activation="relu"))
     model.add(L.Dropout(0.5))
-    model.add(L.Conv2D(2622, (1, 1)))
+    model.add(Conv2D(2622, (1, 1)))
     model.add(L.Flatten())
     model.add(L.Activation("softmax"))
     return model
@@ -192,3 +200,54 @@ def test_checkpoint_round_trip_and_missing_directory(tmp_path, params):
     message = str(err.value)
     assert "vgg_face_weights.h5" in message and "deepface" in message
     assert f"python -m dpi_jax.port vgg_face_weights.h5 {tmp_path / 'nowhere'} --model vggface" in message
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("deepface", "tensorflow", "tf_keras")),
+                    reason="needs deepface 0.0.103, tensorflow and tf-keras (not in the dev extras: ~1.4 GB)")
+def test_matches_deepface_itself(tmp_path):
+    """DeepFace's own code end to end (TensorFlow, Keras 2) when installed: random weights saved by Keras 2 as
+    ``vgg_face_weights.h5``, ``DeepFace.verify(detector_backend="skip")`` on image files of several sizes (resize
+    down, up, and with padding) against the port of that file and :func:`identity_metrics` on the same files."""
+    from PIL import Image
+
+    from dpi_jax import synthfaces
+    from dpi_jax.images import read_rgb
+
+    sizes = [(256, 256), (256, 256), (160, 160), (200, 256)]
+    pairs = []
+    for k, (h, w) in enumerate(sizes):
+        sr = np.asarray(Image.fromarray(synthfaces.face(k, 256)).resize((w, h), Image.Resampling.BICUBIC))
+        gt = np.asarray(Image.fromarray(synthfaces.face(k if k < 2 else 10 + k, 256)).resize((w, h)))
+        if k == 1:
+            gt = np.clip(sr.astype(int) + np.random.default_rng(k).integers(-20, 21, sr.shape), 0, 255).astype(np.uint8)
+        paths = [tmp_path / f"sr{k}.png", tmp_path / f"gt{k}.png"]
+        Image.fromarray(sr).save(paths[0])
+        Image.fromarray(gt).save(paths[1])
+        pairs.append([str(p) for p in paths])
+    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    script = Path(__file__).parent / "fixtures" / "metrics" / "deepface_reference.py"
+    env = {**os.environ, "DEEPFACE_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("KERAS_BACKEND", None)
+    run = subprocess.run([sys.executable, str(script), str(tmp_path), str(tmp_path / "pairs.json")], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ref = np.load(tmp_path / "deepface_reference.npz")
+    assert float(ref["threshold"][0]) == vf.THRESHOLD
+
+    params = jax.device_put(vf.convert_vggface_h5(tmp_path / ".deepface" / "weights" / vf.WEIGHTS_FILE))
+    distances, errors = [], []
+    for (a, b), ref_emb in zip(pairs, ref["embeddings"], strict=True):
+        ours = np.asarray(vf.vggface_embeddings(params, np.stack([read_rgb(a)])))[0], np.asarray(
+            vf.vggface_embeddings(params, np.stack([read_rgb(b)])))[0]
+        errors += [np.max(np.abs(o - r)) / np.max(np.abs(r)) for o, r in zip(ours, ref_emb, strict=True)]
+        distances.append(vf.cosine_distance(ours[0], ours[1]))
+    print(f"embeddings: max error {max(errors):.2e} of the largest component; distances ours {distances}, "
+          f"DeepFace {ref['distances'].tolist()}")
+    assert max(errors) <= RTOL
+    np.testing.assert_allclose(distances, ref["distances"], atol=1e-5)
+    same_size = slice(0, 2)
+    sr = np.stack([read_rgb(a) for a, _ in pairs[same_size]])
+    gt = np.stack([read_rgb(b) for _, b in pairs[same_size]])
+    metrics = vf.identity_metrics(params, sr, gt, progress=False)
+    np.testing.assert_allclose(metrics["distances"], ref["distances"][same_size], atol=1e-5)
+    assert metrics["acc"] == np.mean(ref["verified"][same_size])
