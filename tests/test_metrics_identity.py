@@ -184,6 +184,14 @@ def test_miskeyed_h5_is_refused_with_both_lists(tmp_path):
     message = str(err.value)
     assert "missing layers (1):\n  conv2_1 (layer #3): (3, 3, 64, 128) + (128,)" in message
     assert "unexpected layers (1):\n  dense_9: (10, 4) + (4,)" in message
+    # same layer count, one kernel of the wrong width: a shape mismatch naming both shapes
+    zeros = lambda *shape: np.broadcast_to(np.float32(0), shape)  # no memory
+    fake = [(f"c{i}", [("k", zeros(k, k, cin, cout)), ("b", zeros(cout))])
+            for i, (_, cin, cout, k) in enumerate(vf.LAYERS)]
+    fake[14] = ("c14", [("k", zeros(1, 1, 4096, 4000)), ("b", zeros(4000))])
+    with pytest.raises(PortError, match=r"shape mismatches \(1\):\n  fc7 \(layer #15\): file layer 'c14' holds "
+                                        r"\(1, 1, 4096, 4000\) \+ \(4000,\), model expects \(1, 1, 4096, 4096\)"):
+        vf.convert_vggface_layers(fake)
     with pytest.raises(PortError, match="not a Keras HDF5 weights file"):
         with h5py.File(tmp_path / "empty.h5", "w"):
             pass

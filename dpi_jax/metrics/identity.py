@@ -271,8 +271,9 @@ def convert_vggface_layers(layers) -> dict:
             for (name, _), (_, weights) in zip(expected[i1:i2], layers[j1:j2], strict=True):
                 params[name] = {"kernel": weights[0][1], "bias": weights[1][1]}
         elif op == "replace" and i2 - i1 == j2 - j1:
-            for (name, shapes), (file_name, file_shapes) in zip(expected[i1:i2], found[j1:j2], strict=True):
-                mismatched.append(f"{name} (layer #{i1 + 1 + len(mismatched)}): file layer {file_name!r} holds "
+            for i, (name, shapes), (file_name, file_shapes) in zip(range(i1, i2), expected[i1:i2], found[j1:j2],
+                                                                    strict=True):
+                mismatched.append(f"{name} (layer #{i + 1}): file layer {file_name!r} holds "
                                   f"{_shapes(file_shapes)}, model expects {_shapes(shapes)}")
         else:
             missing += [f"{name} (layer #{i + 1}): {_shapes(shapes)}"
