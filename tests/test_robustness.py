@@ -196,14 +196,15 @@ def test_write_atomic_never_leaves_a_half_written_file(tmp_path, monkeypatch):
 
 
 def test_evaluate_never_replaces_its_csv_unasked(tmp_path):
-    row = {k: 1.0 for k in evaluate.CSV_FIELDS}
-    row.update(setting="bicubic", swept="", grid=None, tau=None, num_images=1, num_seeds=1)
+    row = dict(setting="bicubic", tau=None, s=None, omega=None, crt=False, swept="", grid=None, psnr=20.0,
+               psnr_std=1.0)
     (tmp_path / "metrics.csv").write_text("earlier results")
     with pytest.raises(FileExistsError, match="metrics.csv"):
-        evaluate.write_outputs([row], tmp_path)
+        evaluate.write_outputs([row], tmp_path, ["psnr"])
     assert (tmp_path / "metrics.csv").read_text() == "earlier results"
-    evaluate.write_outputs([row], tmp_path, overwrite=True)
-    assert (tmp_path / "metrics.csv").read_text().startswith(evaluate.CSV_FIELDS[0])
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+    evaluate.write_outputs([row], tmp_path, ["psnr"], overwrite=True)
+    assert "20" in (tmp_path / "metrics.csv").read_text()
 
 
 # --- config validation ----------------------------------------------------------------------------------------------
