@@ -472,6 +472,12 @@ def test_port_refuses_nan_and_inf_weights_listing_all(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_port_verbose_shows_the_traceback(tmp_path, capsys):
+    status = port.main([str(tmp_path / "missing.pt"), str(tmp_path / "out"), "--model", "crt", "--verbose"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" in err and "error: " in err and "missing.pt" in err
+
+
 # --- the commands: exit 2, one line, --verbose ---------------------------------------------------------------------
 
 def check_cli(args, *words, status=2):
