@@ -2,8 +2,8 @@
 
 A *source* gives uint8 RGB faces at the model size by index (``len(source)``, ``source[i]``):
 
-- :class:`FolderSource`: a folder of images, searched recursively (png, jpg, jpeg, webp), centre-cropped to a square
-  and resized (PIL bicubic) to the model size. A file that cannot be read is reported by name once and replaced by
+- :class:`FolderSource`: a folder of images, searched recursively (the suffixes of ``images.IMAGE_SUFFIXES``),
+  centre-cropped to a square and resized (PIL bicubic) to the model size. A file that cannot be read is reported by name once and replaced by
   the next readable file, so one bad file never stops a run.
 - :class:`TFDSSource`: any image dataset of tensorflow-datasets by name (random access through
   ``tfds.data_source``; the dataset must already be prepared under ``data_dir``, or preparable from ``manual_dir``
@@ -34,22 +34,12 @@ from dpi_jax import degrade, images, sharding
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
-
-
 class Source(Protocol):
     size: int
 
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> np.ndarray: ...
-
-
-def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop to a square and resize to size x size (no-op when already that size)."""
-    if image.shape[:2] != (size, size):
-        image = images.resize(images.center_square(image), size)
-    return image
 
 
 class FolderSource:
@@ -59,9 +49,9 @@ class FolderSource:
         self.root, self.size = Path(root), int(size)
         if not self.root.is_dir():
             raise FileNotFoundError(f"data folder {self.root} does not exist")
-        self.paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+        self.paths = images.list_images(self.root, recursive=True)
         if not self.paths:
-            raise FileNotFoundError(f"no {'/'.join(e[1:] for e in EXTENSIONS)} images under {self.root}")
+            raise FileNotFoundError(f"no {'/'.join(e[1:] for e in images.IMAGE_SUFFIXES)} images under {self.root}")
         self._bad: set[int] = set()
 
     def __len__(self) -> int:
@@ -73,7 +63,7 @@ class FolderSource:
             if i in self._bad:
                 continue
             try:
-                return fit_to_size(images.read_rgb(self.paths[i]), self.size)
+                return images.fit_square(images.read_rgb(self.paths[i]), self.size)
             except images.ImageReadError as err:
                 self._bad.add(i)
                 log.warning("skipped unreadable image (the next readable one is used instead): %s", err)
@@ -108,7 +98,7 @@ class TFDSSource:
         image = np.asarray(self.source[int(index)][self.image_key])
         if image.ndim == 2 or image.shape[-1] == 1:
             image = np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=-1)
-        return fit_to_size(image[..., :3].astype(np.uint8), self.size)
+        return images.fit_square(image[..., :3].astype(np.uint8), self.size)
 
 
 class SynthSource:

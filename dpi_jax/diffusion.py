@@ -260,10 +260,3 @@ def ddim_mean(sched: Schedule, x0, eps, i, sigma):
     """DDIM's deterministic part: x0 sqrt(abar_prev) + sqrt(1 - abar_prev - sigma²) eps."""
     abar_prev = _at(sched.alphas_cumprod_prev, i)
     return x0 * jnp.sqrt(abar_prev) + jnp.sqrt(1 - abar_prev - sigma**2) * eps
-
-
-def ddim_step(sched: Schedule, out: dict, x_t, i, noise, eta=0.0):
-    """DDIM step with eps re-derived from the (clipped) x̂0, as guided-diffusion's ``ddim_sample``."""
-    eps = predict_eps_from_x0(sched, x_t, i, out["pred_xstart"])
-    sigma = ddim_sigma(sched, i, eta)
-    return ddim_mean(sched, out["pred_xstart"], eps, i, sigma) + nonzero_mask(i) * sigma * noise

@@ -29,6 +29,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # (``Image.MAX_IMAGE_PIXELS``) is set to the same value only while a file is being opened.
 MAX_IMAGE_PIXELS = 50_000_000
 _PIL_LIMIT_LOCK = threading.Lock()
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) and put back at once
+os.umask(_UMASK)
 
 
 class ImageReadError(ValueError):
@@ -105,6 +107,13 @@ def center_square(image: np.ndarray) -> np.ndarray:
     return image[top:top + side, left:left + side]
 
 
+def fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    """The largest centred square crop resized to size x size (PIL bicubic); the image itself when already so."""
+    if image.shape[:2] == (size, size):
+        return image
+    return resize(center_square(image), size)
+
+
 def to_model(image: np.ndarray) -> np.ndarray:
     """uint8 [0, 255] -> float32 [-1, 1]."""
     return image.astype(np.float32) / 127.5 - 1.0
@@ -148,6 +157,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, *, overwrite: bool 
     data = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the mode a plain open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

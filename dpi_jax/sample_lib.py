@@ -89,7 +89,7 @@ def prepare_image(image: np.ndarray, config, image_size: int, label: str = "imag
         hr = image
         if hr.shape[:2] != (image_size, image_size):
             log.warning("%s: %dx%d, centre-cropped and resized to %dx%d", label, *hr.shape[:2], image_size, image_size)
-            hr = images.resize(images.center_square(hr), image_size)
+            hr = images.fit_square(hr, image_size)
         lr = images.lr_from_hr(hr, config.scale)
     elif config.mode == "real":
         hr, lr = None, image

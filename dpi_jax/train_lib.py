@@ -45,6 +45,7 @@ from dpi_jax import checkpoint, data, diffusion, images, sharding, tasks
 from dpi_jax.models import count_params, make_model
 
 INIT_FOLD = 2**31 - 1  # the parameters' initialisation key: fold_in(PRNGKey(seed), INIT_FOLD); steps use 0, 1, ...
+HELDOUT_SEED_OFFSET = 1  # the held-out batch draws its degradations from seed + 1, apart from the training batches
 
 
 
@@ -116,7 +117,7 @@ def heldout_batch(config: ml_collections.ConfigDict, size: int) -> dict:
     source = data.make_source(config.data, size, split="heldout")
     indices = np.arange(min(config.eval_images, len(source)))
     return data.make_batch(source, indices, scale=config.scale, k=config.k, degradation=config.degradation,
-                           seed=config.seed + 1)
+                           seed=config.seed + HELDOUT_SEED_OFFSET)
 
 
 def evaluate(state: TrainState, batch: dict, *, model, schedule, config) -> tuple[dict, np.ndarray]:

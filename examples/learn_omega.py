@@ -67,7 +67,7 @@ def main(argv):
     crt, crt_params = checkpoint.load_module(FLAGS.crt) if FLAGS.crt else (None, None)
     size = prior.image_size
     paths = images.list_images(FLAGS.input_dir)[: FLAGS.max_images]
-    hr = [images.resize(images.center_square(images.read_rgb(p)), size) for p in paths]
+    hr = [images.fit_square(images.read_rgb(p), size) for p in paths]
     lr = [images.lr_from_hr(h, FLAGS.scale) for h in hr]
     cond = jnp.asarray(np.stack([images.to_model(images.condition_from_lr(x, size)) for x in lr]))
     lr_target = jnp.asarray(np.stack([images.to_model(x) for x in lr]))

@@ -76,7 +76,9 @@ def test_ddim_eta0_follows_the_forward_process():
     i = jnp.array([12, 5])
     x_t = diffusion.q_sample(sched, x0, i, eps)
     out = diffusion.p_mean_variance(sched, eps, x_t, i, var_type="fixed_small")
-    x_prev = diffusion.ddim_step(sched, out, x_t, i, jnp.zeros_like(x_t), eta=0.0)
+    # The DDIM step as the sampler forms it: eps re-derived from the clipped x0-hat, the DDIM mean with sigma(eta=0).
+    eps_hat = diffusion.predict_eps_from_x0(sched, x_t, i, out["pred_xstart"])
+    x_prev = diffusion.ddim_mean(sched, out["pred_xstart"], eps_hat, i, diffusion.ddim_sigma(sched, i, 0.0))
     abar_prev = np.asarray(sched.alphas_cumprod_prev)[np.asarray(i)][:, None, None, None]
     expected = np.sqrt(abar_prev) * x0 + np.sqrt(1 - abar_prev) * eps
     np.testing.assert_allclose(np.asarray(x_prev), expected, atol=2e-4)
