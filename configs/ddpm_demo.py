@@ -1,5 +1,5 @@
 """The bundled demo's prior: a small 64x64 DDPM (epsilon prediction, L_simple, fixed variances) on the synthetic
-faces of dpi_jax.synthfaces. Trained on this project's 2-core CPU; see weights/demo/MODEL_CARD.md.
+faces of dpi_jax.demo.synthfaces. Trained on this project's 2-core CPU; see weights/demo/MODEL_CARD.md.
 
     python train.py --config configs/ddpm_demo.py --config.workdir=runs/ddpm_demo
 """

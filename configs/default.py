@@ -13,7 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Inputs: "synthetic" = HR faces from which the LR input is made by bicubic downsampling by `scale`;
     # "real" = LR faces used as they are.
     config.mode = "synthetic"
-    # A folder of images, or "synthfaces:heldout" / "synthfaces:train": the procedural faces of dpi_jax.synthfaces
+    # A folder of images, or "synthfaces:heldout" / "synthfaces:train": the procedural faces of dpi_jax.demo.synthfaces
     # (synthetic mode only), named <split>_<seed>.
     config.input_dir = "data/hr"
     config.num_images = 0  # only the first N inputs (sorted file names / N synthfaces seeds); 0: all (16 synthfaces)

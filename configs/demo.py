@@ -16,7 +16,7 @@ from configs import default
 def get_config():
     config = default.get_config()
     config.mode = "synthetic"
-    config.input_dir = "synthfaces:heldout"  # generated on the fly: dpi_jax.synthfaces, held-out seeds
+    config.input_dir = "synthfaces:heldout"  # generated on the fly: dpi_jax.demo.synthfaces, held-out seeds
     config.num_images = 6
     config.output_dir = "out/demo"
     config.prior_checkpoint = "weights/demo/prior"

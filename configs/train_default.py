@@ -12,7 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.seed = 0
     # Model: kind "crt" (the condition corrector) or "adm" (a DDPM prior), and its guided-diffusion config.
     config.model = ml_collections.ConfigDict(dict(kind="crt", config=ml_collections.ConfigDict()))
-    # Data: source "synthetic" (dpi_jax.synthfaces), "folder" (recursive png/jpg/webp) or "tfds" (by name).
+    # Data: source "synthetic" (dpi_jax.demo.synthfaces), "folder" (recursive png/jpg/webp) or "tfds" (by name).
     config.data = ml_collections.ConfigDict(dict(
         source="synthetic", num_images=0,  # synthetic: how many train seeds (0: all 1,000,000)
         folder="", heldout_folder="",  # folder: train images, and held-out ones (default: the train folder)

@@ -8,7 +8,7 @@ A *source* gives uint8 RGB faces at the model size by index (``len(source)``, ``
 - :class:`TFDSSource`: any image dataset of tensorflow-datasets by name (random access through
   ``tfds.data_source``; the dataset must already be prepared under ``data_dir``, or preparable from ``manual_dir``
   as CelebA-HQ is: nothing is downloaded unless ``download=True``).
-- :class:`SynthSource`: the synthetic faces of :mod:`dpi_jax.synthfaces`, a train or held-out split.
+- :class:`SynthSource`: the synthetic faces of :mod:`dpi_jax.demo.synthfaces`, a train or held-out split.
 
 Batches are made on the host by :func:`make_batch` and depend only on ``(seed, step)``: the examples of step n are
 the n-th slice of a per-epoch permutation drawn from ``default_rng((seed, epoch))``, and any random degradation is
@@ -102,13 +102,13 @@ class TFDSSource:
 
 
 class SynthSource:
-    """The synthetic faces of :mod:`dpi_jax.synthfaces`: ``split`` "train" or "heldout"; ``count`` seeds of it
+    """The synthetic faces of :mod:`dpi_jax.demo.synthfaces`: ``split`` "train" or "heldout"; ``count`` seeds of it
     (all of the split's seeds when 0)."""
 
     def __init__(self, split: str, size: int, count: int = 0):
         if split not in ("train", "heldout"):
             raise ValueError(f"synthetic split must be 'train' or 'heldout', not {split!r}")
-        from dpi_jax import synthfaces
+        from dpi_jax.demo import synthfaces
 
         self.size, self._face = int(size), synthfaces.face
         seeds = synthfaces.HELDOUT_SEEDS if split == "heldout" else synthfaces.TRAIN_SEEDS

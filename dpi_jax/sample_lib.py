@@ -2,7 +2,7 @@
 
 Inputs (:func:`list_inputs`): the images of the folder ``config.input_dir``, or with
 ``config.input_dir = "synthfaces:heldout"`` (or ``"synthfaces:train"``) the procedural faces of
-:mod:`dpi_jax.synthfaces` for ``split_seeds(split, config.num_images or 16)``, named ``<split>_<seed>`` (synthetic
+:mod:`dpi_jax.demo.synthfaces` for ``split_seeds(split, config.num_images or 16)``, named ``<split>_<seed>`` (synthetic
 mode only). ``config.num_images > 0`` keeps the first N inputs (sorted file names, or the first N seeds).
 
 Outputs in ``config.output_dir``: ``<input name>.png`` for each SR result (with ``config.num_seeds = S > 1``:
@@ -136,7 +136,7 @@ def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=N
         if config.mode != "synthetic":
             raise SetupError(f"input_dir {config.input_dir!r} gives HR faces: it needs config.mode='synthetic', "
                              f"not {config.mode!r}")
-        from dpi_jax import synthfaces  # only this input source needs it
+        from dpi_jax.demo import synthfaces  # only this input source needs it
         for seed in synthfaces.split_seeds(split, num_images or SYNTHFACES_DEFAULT_COUNT):
             name = f"{split}_{seed}"
             if not done(name):

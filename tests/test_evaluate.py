@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import dpi_jax
+import dpi_jax.demo
 from configs import default
 from dpi_jax import checkpoint, evaluate, images, models, sample_lib
 from tests.reference import TRAJ_ADM, TRAJ_CRT, run_python
@@ -79,14 +79,14 @@ def test_metric_names_are_parsed_and_checked():
 
 @pytest.fixture
 def fake_synthfaces(monkeypatch):
-    """A stand-in for dpi_jax.synthfaces with its API (the tests must not depend on its pictures)."""
-    fake = types.ModuleType("dpi_jax.synthfaces")
+    """A stand-in for dpi_jax.demo.synthfaces with its API (the tests must not depend on its pictures)."""
+    fake = types.ModuleType("dpi_jax.demo.synthfaces")
     fake.face = lambda seed, size=64: face_like(seed, size)
     fake.faces = lambda seeds, size=64: np.stack([face_like(s, size) for s in seeds])
     fake.split_seeds = lambda split, count, start=0: [(1000 if split == "heldout" else 0) + start + i
                                                       for i in range(count)]
-    monkeypatch.setitem(sys.modules, "dpi_jax.synthfaces", fake)
-    monkeypatch.setattr(dpi_jax, "synthfaces", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "dpi_jax.demo.synthfaces", fake)
+    monkeypatch.setattr(dpi_jax.demo, "synthfaces", fake, raising=False)
     return fake
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dpi_jax import synthfaces as sf
+from dpi_jax.demo import synthfaces as sf
 
 
 def test_same_seed_same_face_in_any_order():

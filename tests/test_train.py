@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from configs import train_default
-from dpi_jax import checkpoint, data, synthfaces, tasks, train_lib
+from dpi_jax import checkpoint, data, tasks, train_lib
+from dpi_jax.demo import synthfaces
 from tests.reference import run_python
 
 TINY_CRT = dict(image_size=32, num_channels=16, num_res_blocks=1, channel_mult=(1, 2), learn_sigma=False,

@@ -19,7 +19,7 @@ edges), lit, and composited (premultiplied alpha) over a background computed at 
 Speed, measured on this project's 2-core CPU host (shared with other work), one thread: about 3.5 ms per 64x64 face
 on average (about 280 faces per second), about 11 ms per 128x128 face.
 
-    python -m dpi_jax.synthfaces OUT_DIR [--split heldout] [--count 16] [--size 64] [--start 0] [--overwrite]
+    python -m dpi_jax.demo.synthfaces OUT_DIR [--split heldout] [--count 16] [--size 64] [--start 0] [--overwrite]
 """
 
 from __future__ import annotations
@@ -674,7 +674,7 @@ def write_pngs(directory: str | os.PathLike, split: str = "heldout", count: int 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dpi_jax.synthfaces",
+    parser = argparse.ArgumentParser(prog="python -m dpi_jax.demo.synthfaces",
                                      description="Write synthetic cartoon faces as PNG files.")
     parser.add_argument("out_dir", help="folder to write <split>_<seed>.png into (created if needed)")
     parser.add_argument("--split", default="heldout", choices=sorted(_SPLITS))
