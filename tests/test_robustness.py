@@ -193,6 +193,7 @@ def test_write_atomic_never_leaves_a_half_written_file(tmp_path, monkeypatch):
     assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
     images.write_atomic(target, b"new")
     assert target.read_bytes() == b"new"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~images._UMASK  # as open() would make it, not mkstemp's 0600
 
 
 def test_evaluate_never_replaces_its_csv_unasked(tmp_path):
