@@ -218,7 +218,7 @@ def test_matches_deepface_itself(tmp_path):
     down, up, and with padding) against the port of that file and :func:`identity_metrics` on the same files."""
     from PIL import Image
 
-    from dpi_jax import synthfaces
+    from dpi_jax.demo import synthfaces
     from dpi_jax.images import read_rgb
 
     sizes = [(256, 256), (256, 256), (160, 160), (200, 256)]
