@@ -7,7 +7,9 @@ this project's CI, so its model class is not imported here. The weights file is 
 writer (the format of ``vgg_face_weights.h5``: ``layer_names``/``weight_names`` attributes) and also read back by
 Keras's legacy ``load_weights``, as DeepFace loads it.
 
-Tolerance: 1e-4 relative on the embeddings. Both sides run float32 convolutions over 16 layers with fan-ins up to
+Tolerance: 1e-4 relative on the embeddings, as max |ours - reference| / max |reference| (components are ReLU outputs,
+many exactly 0, so a per-component relative error is undefined); distances to 1e-5 (DeepFace rounds them to 6
+decimals). Both sides run float32 convolutions over 16 layers with fan-ins up to
 25088; summation order differs (Keras's conv lowering vs ours, padding layers vs padded convolutions), leaving
 relative differences of order 1e-6.
 """
