@@ -5,13 +5,13 @@ written in deepface 0.0.103's ``models/facial_recognition/tf/VGGFace.py`` (``bas
 ``model.layers[-5]`` + Flatten, then ``l2_normalize``): DeepFace itself imports TensorFlow, which is too heavy for
 this project's CI, so its model class is not imported here. The weights file is written by Keras's own legacy HDF5
 writer (the format of ``vgg_face_weights.h5``: ``layer_names``/``weight_names`` attributes) and also read back by
-Keras's legacy ``load_weights``, as DeepFace loads it.
+Keras's legacy ``load_weights``, as DeepFace loads it. Where deepface, TensorFlow and tf-keras are installed,
+``test_matches_deepface_itself`` also runs DeepFace's own code end to end (``DeepFace.verify`` on image files).
 
 Tolerance: 1e-4 relative on the embeddings, as max |ours - reference| / max |reference| (components are ReLU outputs,
 many exactly 0, so a per-component relative error is undefined); distances to 1e-5 (DeepFace rounds them to 6
-decimals). Both sides run float32 convolutions over 16 layers with fan-ins up to
-25088; summation order differs (Keras's conv lowering vs ours, padding layers vs padded convolutions), leaving
-relative differences of order 1e-6.
+decimals). Both sides run float32 convolutions over 16 layers with fan-ins up to 25088; summation order differs
+(Keras's conv lowering vs ours, padding layers vs padded convolutions), leaving relative differences of order 1e-6.
 """
 
 import importlib.util
