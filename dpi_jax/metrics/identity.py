@@ -192,7 +192,7 @@ def identity_metrics(params, sr: np.ndarray, gt: np.ndarray, threshold: float = 
 
 
 def identity_folders(params, sr_dir, gt_dir, threshold: float = THRESHOLD, batch_size: int = 32,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, descriptor: str = "fc7") -> dict:
     """:func:`identity_metrics` of two folders paired by file name (suffix ignored), plus ``per_image`` and the
     names found on one side only (``only_in_sr``, ``only_in_gt``)."""
     from dpi_jax.images import read_rgb
@@ -208,7 +208,7 @@ def identity_folders(params, sr_dir, gt_dir, threshold: float = THRESHOLD, batch
         if len({im.shape for im in images}) > 1:
             raise ValueError(f"the images of {(sr_dir, gt_dir)[k]} differ in size; one size per folder is needed")
         sides.append(np.stack(images))
-    result = identity_metrics(params, sides[0], sides[1], threshold, batch_size, progress)
+    result = identity_metrics(params, sides[0], sides[1], threshold, batch_size, progress, descriptor)
     result["per_image"] = {p.stem: float(d) for (p, _), d in zip(pairs, result["distances"], strict=True)}
     return {**result, "only_in_sr": only_sr, "only_in_gt": only_gt}
 
