@@ -45,6 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_seeds = 1  # samples per input; > 1 also writes a diversity (per-pixel std) map
     config.seed_chunk = 0  # seeds vmapped at once (0: all); lower it to bound memory
     config.grid_rows = 16  # at most this many inputs in grid.png
+    config.max_image_pixels = 50_000_000  # larger input images are skipped by name (PIL's decompression-bomb guard)
     return config
 
 

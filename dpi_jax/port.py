@@ -95,27 +95,25 @@ def to_flax(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     return value if value.shape == tuple(shape) else None
 
 
-def convert_state_dict(state_dict: dict, model_config: dict, kind: str = "adm") -> dict:
-    """The Flax params (nested dict of float32 arrays) of ``make_model(kind, model_config)`` from a PyTorch
-    state_dict (tensors or arrays). Raises :class:`PortError` listing all missing keys, unexpected keys and shape
-    mismatches."""
-    state_dict = strip_module_prefix(dict(state_dict))
-    expected = flatten_dict(abstract_params(make_model(kind, model_config)))
+def fill_params(expected: dict, state_dict: dict, what: str, ignore=lambda key: False) -> dict:
+    """Flax params (nested dict of float32 arrays) from a PyTorch state_dict through ``expected`` = {state_dict key:
+    (Flax path, Flax shape)}, each value converted by :func:`to_flax`. Raises :class:`PortError` listing every missing
+    key, unexpected key (other than ``ignore(key)``) and shape mismatch, for the network named ``what``: nothing is
+    converted half. Every port of the project (the DPI networks, the metric networks) goes through here."""
     params, missing, mismatched = {}, [], []
-    for path, spec in expected.items():
-        key = torch_key(path)
+    for key, (path, shape) in expected.items():
         if key not in state_dict:
             missing.append(key)
             continue
-        value = to_flax(np.asarray(state_dict[key]), spec.shape)
+        value = to_flax(np.asarray(state_dict[key]), shape)
         if value is None:
             mismatched.append(f"{key}: checkpoint {tuple(np.shape(state_dict[key]))}, model expects "
-                              f"{_torch_shape(spec.shape, np.ndim(state_dict[key]))}")
+                              f"{_torch_shape(shape, np.ndim(state_dict[key]))}")
             continue
         params[path] = value
-    unexpected = sorted(set(state_dict) - {torch_key(p) for p in expected})
+    unexpected = sorted(k for k in state_dict if k not in expected and not ignore(k))
     if missing or unexpected or mismatched:
-        lines = [f"the state_dict does not fit the {kind} model ({len(expected)} parameters expected):"]
+        lines = [f"the state_dict does not fit the {what} ({len(expected)} parameters expected):"]
         for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
                              ("shape mismatches", mismatched)):
             if items:
@@ -123,6 +121,15 @@ def convert_state_dict(state_dict: dict, model_config: dict, kind: str = "adm") 
                 lines += [f"  {item}" for item in items]
         raise PortError("\n".join(lines))
     return unflatten_dict(params)
+
+
+def convert_state_dict(state_dict: dict, model_config: dict, kind: str = "adm") -> dict:
+    """The Flax params (nested dict of float32 arrays) of ``make_model(kind, model_config)`` from a PyTorch
+    state_dict (tensors or arrays). Raises :class:`PortError` listing all missing keys, unexpected keys and shape
+    mismatches."""
+    expected = flatten_dict(abstract_params(make_model(kind, model_config)))
+    return fill_params({torch_key(path): (path, spec.shape) for path, spec in expected.items()},
+                       strip_module_prefix(dict(state_dict)), f"{kind} model")
 
 
 def _torch_shape(flax_shape, ndim):

@@ -201,6 +201,8 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
     if config.mode == "photo":  # whole photos: detect, align, restore and paste back every face
         from dpi_jax.photo import pipeline
         return pipeline.run(config)
+    if synthfaces_split(config.input_dir) is None and not Path(config.input_dir).is_dir():
+        raise SetupError(f"input_dir {config.input_dir} is not a folder (nothing was loaded or written)")
     prior, prior_params, crt, crt_params = load_models(config)
     image_size = prior.image_size
     diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early

@@ -89,10 +89,12 @@ class _Checker:
         if not isinstance(self.value(name), bool):
             self.fail(name, "True or False")
 
-    def text(self, name: str, what: str = "a non-empty string"):
+    def text(self, name: str, what: str = "a non-empty string") -> bool:
         v = self.value(name)
         if not isinstance(v, str) or not v:
             self.fail(name, what)
+            return False
+        return True
 
     def respacing(self, name: str, num_timesteps):
         from dpi_jax import diffusion

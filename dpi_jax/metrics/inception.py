@@ -26,10 +26,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.traverse_util import flatten_dict, unflatten_dict
+from flax.traverse_util import flatten_dict
 
 from dpi_jax import checkpoint
-from dpi_jax.port import PortError, strip_module_prefix, to_flax
+from dpi_jax.port import fill_params, strip_module_prefix
 
 KIND = "fid_inception"
 INPUT_SIZE = 299
@@ -328,39 +328,10 @@ def convert_inception(state_dict: dict) -> dict:
     """Flax params from the state_dict of ``fid_inception_v3()`` (pytorch-fid) or torch-fidelity's
     ``FeatureExtractorInceptionV3`` (the same keys; BatchNorm ``num_batches_tracked`` entries are optional and
     unused). Raises :class:`~dpi_jax.port.PortError` listing all missing keys, unexpected keys and shape mismatches."""
-    state_dict = strip_module_prefix(dict(state_dict))
-    expected = flatten_dict(abstract_params())
-    params, missing, mismatched = {}, [], []
-    for path, spec in expected.items():
-        key = torch_key(path)
-        if key not in state_dict:
-            missing.append(key)
-            continue
-        value = to_flax(np.asarray(state_dict[key]), spec.shape)
-        if value is None:
-            mismatched.append(f"{key}: checkpoint {tuple(np.shape(state_dict[key]))}, model expects "
-                              f"{_torch_shape(spec.shape)}")
-            continue
-        params[path] = value
-    known = {torch_key(p) for p in expected}
-    optional = {k.rsplit(".", 1)[0] + ".num_batches_tracked" for k in known if k.endswith(".bn.running_mean")}
-    unexpected = sorted(set(state_dict) - known - optional)
-    if missing or unexpected or mismatched:
-        lines = [f"the state_dict does not fit the FID Inception-v3 ({len(expected)} parameters expected):"]
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                             ("shape mismatches", mismatched)):
-            if items:
-                lines.append(f"{title} ({len(items)}):")
-                lines += [f"  {item}" for item in items]
-        raise PortError("\n".join(lines))
-    return unflatten_dict(params)
-
-
-def _torch_shape(flax_shape):
-    if len(flax_shape) == 4:
-        h, w, i, o = flax_shape
-        return (o, i, h, w)
-    return tuple(reversed(flax_shape)) if len(flax_shape) == 2 else tuple(flax_shape)
+    expected = {torch_key(path): (path, spec.shape) for path, spec in flatten_dict(abstract_params()).items()}
+    optional = {k.rsplit(".", 1)[0] + ".num_batches_tracked" for k in expected if k.endswith(".bn.running_mean")}
+    return fill_params(expected, strip_module_prefix(dict(state_dict)), "FID Inception-v3",
+                       ignore=lambda key: key in optional)
 
 
 def save_inception(directory, params, *, overwrite: bool = False) -> Path:

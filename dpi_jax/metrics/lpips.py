@@ -25,12 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
-from flax.traverse_util import flatten_dict, unflatten_dict
+from flax.traverse_util import flatten_dict
 
 from dpi_jax import checkpoint, sharding
 from dpi_jax.images import list_images, read_rgb
 from dpi_jax.metrics.batching import map_batches
-from dpi_jax.port import PortError, load_torch_state_dict, to_flax
+from dpi_jax.port import PortError, fill_params, load_torch_state_dict
 
 KIND = "lpips"
 NETS = ("alex", "vgg")
@@ -140,40 +140,6 @@ def abstract_lpips_params(net: str = "alex") -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- weights
-
-
-def fill_params(expected: dict, state_dict: dict, what: str, ignore=lambda key: False) -> dict:
-    """Flax params from a state_dict through ``expected`` = {state_dict key: (flax path, flax shape)}; raises
-    :class:`PortError` listing every missing key, unexpected key (other than ``ignore(key)``) and shape mismatch, in
-    ``dpi_jax.port.convert_state_dict``'s format."""
-    params, missing, mismatched = {}, [], []
-    for key, (path, shape) in expected.items():
-        if key not in state_dict:
-            missing.append(key)
-            continue
-        value = to_flax(np.asarray(state_dict[key]), shape)
-        if value is None:
-            mismatched.append(f"{key}: checkpoint {tuple(np.shape(state_dict[key]))}, model expects "
-                              f"{_torch_shape(shape)}")
-            continue
-        params[path] = value
-    unexpected = sorted(k for k in state_dict if k not in expected and not ignore(k))
-    if missing or unexpected or mismatched:
-        lines = [f"the state_dict does not fit the {what} ({len(expected)} parameters expected):"]
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                             ("shape mismatches", mismatched)):
-            if items:
-                lines.append(f"{title} ({len(items)}):")
-                lines += [f"  {item}" for item in items]
-        raise PortError("\n".join(lines))
-    return unflatten_dict(params)
-
-
-def _torch_shape(shape):
-    if len(shape) == 4:
-        h, w, i, o = shape
-        return (o, i, h, w)
-    return tuple(shape)
 
 
 def _leaf_key(leaf: str) -> str:
