@@ -99,3 +99,10 @@ def test_learn_omega_example_moves_omega_and_improves_consistency(checkpoints, i
     assert numbers(lines[0], "omega") == [750.0, 750.0]
     assert all(abs(o - 750.0) > 1.0 for o in numbers(lines[-1], "omega"))
     assert last_mse < first_mse
+
+
+def test_missing_input_dir_fails_before_loading_anything(checkpoints, tmp_path):
+    proc = run(sample_args(checkpoints, tmp_path / "no_such_folder", tmp_path / "out"), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no_such_folder is not a folder" in proc.stderr
+    assert not (tmp_path / "out").exists()
