@@ -1,4 +1,5 @@
-"""DPI on real-world LR inputs (the paper's real-world setting) with the paper's (tau, s, omega) = (500, 1.0, 1000), DDPM 1000 steps."""
+"""DPI on real-world LR inputs (the paper's real-world setting) with the paper's (tau, s, omega) = (500, 1.0, 1000),
+DDPM 1000 steps; tau and omega in units of the timestep t, so they hold under any respacing."""
 
 from configs import default
 

@@ -1,4 +1,5 @@
-"""DPI at x16 on synthetic LR made from HR faces with the paper's (tau, s, omega) = (500, 1.0, 1000), DDPM 1000 steps."""
+"""DPI at x16 on synthetic LR made from HR faces with the paper's (tau, s, omega) = (500, 1.0, 1000), DDPM 1000
+steps; tau and omega in units of the timestep t, so they hold under any respacing."""
 
 from configs import default
 

@@ -3,8 +3,8 @@
 A *source* gives uint8 RGB faces at the model size by index (``len(source)``, ``source[i]``):
 
 - :class:`FolderSource`: a folder of images, searched recursively (the suffixes of ``images.IMAGE_SUFFIXES``),
-  centre-cropped to a square and resized (PIL bicubic) to the model size. A file that cannot be read is reported by name once and replaced by
-  the next readable file, so one bad file never stops a run.
+  centre-cropped to a square and resized (PIL bicubic) to the model size. A file that cannot be read is reported by
+  name once and replaced by the next readable file, so one bad file never stops a run.
 - :class:`TFDSSource`: any image dataset of tensorflow-datasets by name (random access through
   ``tfds.data_source``; the dataset must already be prepared under ``data_dir``, or preparable from ``manual_dir``
   as CelebA-HQ is: nothing is downloaded unless ``download=True``).
@@ -146,7 +146,7 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     permutations of range(n)."""
     positions = np.arange(step * batch_size, (step + 1) * batch_size)
     epochs, offsets = np.divmod(positions, n)
-    return np.array([_epoch_permutation(n, seed, int(e))[o] for e, o in zip(epochs, offsets)])
+    return np.array([_epoch_permutation(n, seed, int(e))[o] for e, o in zip(epochs, offsets, strict=True)])
 
 
 def lr_of(hr: np.ndarray, scale: int, degradation: str, seed: int, position: int) -> np.ndarray:
@@ -167,7 +167,7 @@ def make_batch(source: Source, indices, *, scale: int, k: int = 2, degradation: 
     positions = indices if positions is None else positions
     hr = [source[int(i)] for i in indices]
     lr_bc = [images.condition_from_lr(lr_of(h, scale, degradation, seed, int(p)), source.size, k)
-             for h, p in zip(hr, positions)]
+             for h, p in zip(hr, positions, strict=True)]
     lr_bicubic = np.stack([images.to_model(x) for x in lr_bc]).astype(np.float32)
     return {"hr": np.stack([images.to_model(h) for h in hr]).astype(np.float32), "lr_bicubic": lr_bicubic}
 

@@ -55,9 +55,9 @@ def laplacian_abs(y_b: jnp.ndarray) -> jnp.ndarray:
 def racm_probability(y: jnp.ndarray, s, k: int = 2) -> jnp.ndarray:
     """Eqs. 13-14: p^s with p the per-image min-max normalised |Laplacian| of the backtracked condition.
 
-    ``s`` is a scalar or a (B,) array. Returns (B, H/k, W/k). Deliberate difference from the authors' code: min and max are taken per image, not over the
-    whole batch, so that an image's mask does not depend on its batch-mates. A flat image (max == min) gives p = 0
-    everywhere, never NaN (and a finite gradient).
+    ``s`` is a scalar or a (B,) array. Returns (B, H/k, W/k). Deliberate difference from the authors' code: min and
+    max are taken per image, not over the whole batch, so that an image's mask does not depend on its batch-mates. A
+    flat image (max == min) gives p = 0 everywhere, never NaN (and a finite gradient).
     """
     lap = laplacian_abs(backtrack(y, k))
     lo = jnp.min(lap, axis=(1, 2), keepdims=True)
@@ -82,7 +82,8 @@ def racm_mask_from_uniforms(y: jnp.ndarray, s, u: jnp.ndarray, k: int = 2) -> jn
 
 
 def racm_mask(key: jax.Array, y: jnp.ndarray, s, k: int = 2) -> jnp.ndarray:
-    """``Mask_gen(y, s)`` of Algorithm 1: the RACM m_a drawn with ``jax.random`` (see :func:`racm_mask_from_uniforms`)."""
+    """``Mask_gen(y, s)`` of Algorithm 1: the RACM m_a drawn with ``jax.random`` (see
+    :func:`racm_mask_from_uniforms`)."""
     b, h, w, _ = y.shape
     u = jax.random.uniform(key, (b, h // k, w // k), jnp.float32)
     return racm_mask_from_uniforms(y, s, u, k)

@@ -57,7 +57,7 @@ def test_crt_loss_matches_numpy(posterior_from):
         corrector, f32(gt), f32(y_T), jnp.asarray(t), losses.CRTNoises(*map(f32, noises)),
         diffusion.make_schedule(1000), posterior_from=posterior_from)
     want = numpy_terms(gt, y_T, t, noises, posterior_from)
-    for name, expected in zip(("prior", "gap", "crt"), want):
+    for name, expected in zip(("prior", "gap", "crt"), want, strict=True):
         # float32 against float64 on values of order 1: a few float32 roundings.
         np.testing.assert_allclose(np.asarray(got[name]), expected, rtol=1e-5, atol=1e-6, err_msg=name)
 

@@ -74,7 +74,8 @@ def numpy_step(x, y, y_T, i, z, u, betas, timestep_map, tau, s, omega, k, method
     return x_new, y_new
 
 
-@pytest.mark.parametrize("method,eta,respacing", [("ddpm", 0.0, "50"), ("ddim", 0.0, "ddim20"), ("ddim", 0.7, "ddim20")])
+@pytest.mark.parametrize("method,eta,respacing",
+                         [("ddpm", 0.0, "50"), ("ddim", 0.0, "ddim20"), ("ddim", 0.7, "ddim20")])
 @pytest.mark.parametrize("stage", ["I", "II", "last"])
 def test_dpi_step_matches_numpy(method, eta, respacing, stage):
     sched = diffusion.make_schedule(1000, respacing=respacing)

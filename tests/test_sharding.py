@@ -36,5 +36,6 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_four_devices_match_one():
-    proc = run_python(["-c", SCRIPT], env=dict(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"))
+    proc = run_python(["-c", SCRIPT],
+                      env=dict(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"))
     print(proc.stdout)

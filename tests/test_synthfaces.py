@@ -10,7 +10,7 @@ from dpi_jax.demo import synthfaces as sf
 def test_same_seed_same_face_in_any_order():
     first = [sf.face(s) for s in (3, 11, 7)]
     again = [sf.face(s) for s in (7, 3, 11)]
-    for a, b in zip(first, [again[1], again[2], again[0]]):
+    for a, b in zip(first, [again[1], again[2], again[0]], strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(sf.faces([3, 11, 7]), np.stack(first))
 

@@ -141,7 +141,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert int(partial.step) == 2
     resumed = train_lib.train(config, tmp_path / "resumed")
     assert int(resumed.step) == 6
-    for a, b in zip(jax.tree.leaves(jax.device_get(whole)), jax.tree.leaves(jax.device_get(resumed))):
+    for a, b in zip(jax.tree.leaves(jax.device_get(whole)), jax.tree.leaves(jax.device_get(resumed)), strict=True):
         np.testing.assert_array_equal(a, b)
     rows = (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["3", "6"]  # no duplicated rows after resuming
@@ -150,7 +150,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     # The exported model is the EMA, in the format sample.py loads.
     module, params = checkpoint.load_module(tmp_path / "resumed" / "model")
     assert type(module).__name__ == "CRT" and module.image_size == 32
-    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(jax.device_get(resumed.ema_params))):
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(jax.device_get(resumed.ema_params)), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -170,14 +170,16 @@ import json, sys, jax, numpy as np
 from dpi_jax import data, sharding, train_lib
 from tests.test_train import tiny_config
 config = tiny_config()
-model, schedule, optimizer = train_lib.build_model(config), train_lib.make_schedule(config), train_lib.make_optimizer(config)
+model, schedule = train_lib.build_model(config), train_lib.make_schedule(config)
+optimizer = train_lib.make_optimizer(config)
 mesh = sharding.data_mesh()
 state = sharding.replicate(train_lib.init_state(config, model, optimizer), mesh)
 batch = sharding.shard_batch(data.batch_at(data.SynthSource("train", 32, 50), 0, 8, seed=0, scale=4), mesh)
 state, metrics = train_lib.make_train_step(config, model, schedule, optimizer, mesh)(state, batch)
 leaves = [np.asarray(x).ravel() for x in jax.tree.leaves(jax.device_get(state.params))]
 np.save(sys.argv[1], np.concatenate(leaves))
-print(json.dumps({"devices": jax.device_count(), "loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"])}))
+print(json.dumps({"devices": jax.device_count(), "loss": float(metrics["loss"]),
+                  "grad_norm": float(metrics["grad_norm"])}))
 """
 
 

@@ -151,7 +151,7 @@ def _scale(c: Color, f: float) -> Color:
 
 
 def _mix(a: Color, b: Color, t: float) -> Color:
-    return _clip(x + (y - x) * t for x, y in zip(a, b))
+    return _clip(x + (y - x) * t for x, y in zip(a, b, strict=True))
 
 
 def _jitter(rng: np.random.Generator, c: Color, common: float, each: float) -> Color:
@@ -168,7 +168,7 @@ def _pick(rng: np.random.Generator, items: Sequence, weights: Sequence[float] | 
     if weights is None:
         return items[int(rng.integers(len(items)))]
     r = rng.random() * sum(weights)
-    for item, w in zip(items, weights):
+    for item, w in zip(items, weights, strict=True):
         r -= w
         if r < 0:
             return item
@@ -528,8 +528,8 @@ def _draw_mouth(c: _Canvas, p: FaceParams) -> None:
         ts = np.linspace(-1, 1, 11)
         mid = [(x + t * w, y - p.mouth_curve * 0.35 * w * t * t) for t in ts]
         if p.lip_upper + p.lip_lower > 0.02 * w:
-            upper = [c.pt(mx, my - p.lip_upper * (1 - t * t)) for t, (mx, my) in zip(ts, mid)]
-            lower = [c.pt(mx, my + p.lip_lower * (1 - t * t)) for t, (mx, my) in zip(ts, mid)]
+            upper = [c.pt(mx, my - p.lip_upper * (1 - t * t)) for t, (mx, my) in zip(ts, mid, strict=True)]
+            lower = [c.pt(mx, my + p.lip_lower * (1 - t * t)) for t, (mx, my) in zip(ts, mid, strict=True)]
             c.draw.polygon(upper + lower[::-1], fill=p.lips)
         c.draw.line([c.pt(*m) for m in mid], fill=_scale(p.lips, 0.55), width=lw, joint="curve")
     elif p.mouth == "open":
