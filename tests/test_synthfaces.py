@@ -42,7 +42,7 @@ def test_same_face_at_every_size():
 
 
 def test_splits_are_disjoint_and_checked():
-    assert set(sf.TRAIN_SEEDS).isdisjoint(sf.HELDOUT_SEEDS)
+    assert sf.TRAIN_SEEDS.step == sf.HELDOUT_SEEDS.step == 1 and sf.TRAIN_SEEDS.stop <= sf.HELDOUT_SEEDS.start
     assert sf.split_seeds("train", 3) == [0, 1, 2]
     assert sf.split_seeds("heldout", 2, start=5) == [1_000_005, 1_000_006]
     assert sf.split_seeds("heldout", 1, start=999_999) == [1_999_999]
@@ -52,6 +52,24 @@ def test_splits_are_disjoint_and_checked():
         sf.split_seeds("train", 2, start=999_999)
     with pytest.raises(ValueError):
         sf.split_seeds("train", -1)
+
+
+def test_training_reads_only_train_faces_and_evaluation_only_heldout_ones():
+    """What each consumer draws: the training source the train seeds, sample.py / evaluate's ``synthfaces:heldout``
+    the held-out seeds; and no held-out picture is a training picture."""
+    from configs import default
+    from dpi_jax import data, sample_lib
+
+    train, heldout = data.SynthSource("train", 32, count=4), data.SynthSource("heldout", 32, count=4)
+    for j in range(4):
+        np.testing.assert_array_equal(train[j], sf.face(j, 32))
+        np.testing.assert_array_equal(heldout[j], sf.face(1_000_000 + j, 32))
+    assert not any(np.array_equal(train[i], heldout[j]) for i in range(4) for j in range(4))
+    config = default.get_config()
+    config.input_dir, config.num_images, config.scale = "synthfaces:heldout", 2, 4
+    inputs = sample_lib.list_inputs(config, 32)
+    assert [item[0] for item in inputs] == ["heldout_1000000", "heldout_1000001"]
+    np.testing.assert_array_equal(inputs[1][3], heldout[1])
 
 
 def test_write_pngs_round_trip_and_no_overwrite(tmp_path):
