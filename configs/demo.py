@@ -5,9 +5,8 @@
 Writes out/demo/: heldout_<seed>_s{0,1,2}.png (three seeds per face, vmapped), heldout_<seed>_std.png and grid.png
 (LR | bicubic | DPI x 3 seeds | std | ground truth). tau and omega count the original timestep t (of 1000), as
 everywhere: omega = 750 is the paper's; tau = 100, not the paper's x8 value 300, because with this small, briefly
-trained prior a longer stage II costs fidelity: on 32 held-out faces tau ~ 300 gives 22.1 dB PSNR and 27.2 dB LR
-consistency against 24.4 dB and 33.3 dB at tau ~ 100 (README, "The demo, measured"). Weights: weights/demo/ (see
-weights/demo/MODEL_CARD.md).
+trained prior a longer stage II costs fidelity below bicubic's (measured in the README, "The demo, measured").
+Weights: weights/demo/ (see weights/demo/MODEL_CARD.md).
 """
 
 from configs import default

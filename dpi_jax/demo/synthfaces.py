@@ -16,8 +16,7 @@ depend on ``size``: the same seed is the same face at every size. The figure is 
 resolution (4x, at least 256 pixels) over black with its coverage mask, rotated, box-downsampled (soft antialiased
 edges), lit, and composited (premultiplied alpha) over a background computed at the output size.
 
-Speed, measured on this project's 2-core CPU host (shared with other work), one thread: about 3.5 ms per 64x64 face
-on average (about 280 faces per second), about 11 ms per 128x128 face.
+Its speed is in the README (the demo's section).
 
     python -m dpi_jax.demo.synthfaces OUT_DIR [--split heldout] [--count 16] [--size 64] [--start 0] [--overwrite]
 """
