@@ -138,6 +138,16 @@ def check_sampling(config: ml_collections.ConfigDict) -> None:
     c.integer("grid_rows", 1)
     if "max_image_pixels" in config:
         c.integer("max_image_pixels", 1)
+    if config.mode == "photo":  # the whole-photo fields of configs/photo.py
+        from dpi_jax.photo import paste
+        c.real("upscale", 0, low_open=True)
+        c.choice("background_upsampler", tuple(paste.BACKGROUND_UPSAMPLERS))
+        c.real("min_face_size", 0)
+        c.integer("max_faces", 0, note=" (0: all)")
+        c.real("face_threshold", 0, 1)
+        c.integer("detect_max_side", 12)
+        for name in ("mask_erode", "mask_blur"):
+            c.real(name, 0, 0.5, high_open=True, note=" (a fraction of the crop side)")
     num_timesteps = config.num_timesteps if isinstance(config.num_timesteps, int) and config.num_timesteps > 0 else 1
     try:  # tau, s, omega, eta, k, method, var_type: the sampler's own rules
         sampler.Settings.from_config(config).validate(num_timesteps)

@@ -202,3 +202,17 @@ def test_sample_py_photo_mode_writes_every_output(pair, config, tmp_path, caplog
     with caplog.at_level(logging.INFO):
         assert sample_lib.main(run_config) == 0
     assert "exists: skipped" in caplog.text and (out / "pair.png").read_bytes() == before
+
+
+def test_photo_fields_are_validated():
+    """configs/photo.py passes the start-up checks; its own fields are checked like every other field."""
+    from configs import photo
+    from dpi_jax import validation
+
+    config = photo.get_config()
+    validation.check_sampling(config)
+    config.upscale, config.face_threshold, config.mask_blur = 0.0, 2.0, 0.5
+    with pytest.raises(validation.ConfigError) as err:
+        validation.check_sampling(config)
+    assert [p.split(" =")[0] for p in err.value.problems] == ["config.upscale", "config.face_threshold",
+                                                               "config.mask_blur"]
