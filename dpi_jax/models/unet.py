@@ -13,10 +13,11 @@ weight port (dpi_jax.port) a renaming.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import chex
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 DEFAULT_CHANNEL_MULT = {512: (0.5, 1, 1, 2, 2, 4, 4), 256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)}
@@ -54,7 +55,8 @@ def timestep_embedding(t, dim: int, max_period: float = 10000.0):
 def group_norm(x, name: str):
     """GroupNorm(32 groups, eps 1e-5) computed in float32, cast back to the input dtype. For channel counts that 32
     does not divide (small models only; guided-diffusion's are all multiples of 32): gcd(32, channels) groups."""
-    norm = nn.GroupNorm(num_groups=math.gcd(32, x.shape[-1]), epsilon=1e-5, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
+    norm = nn.GroupNorm(num_groups=math.gcd(32, x.shape[-1]), epsilon=1e-5, dtype=jnp.float32,
+                        param_dtype=jnp.float32, name=name)
     return norm(x.astype(jnp.float32)).astype(x.dtype)
 
 
@@ -73,6 +75,48 @@ def downsample_avg(x):
 
 def upsample_nearest(x):
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def _fold_taps(kernel, phase: int, axis: int):
+    """The 3 taps of a 3x3 kernel along ``axis`` as seen by output phase ``phase`` (0 or 1) of a nearest x2
+    upsampled input: phase 0 reads the low-resolution pixels (i-1, i, i) with taps (0, 1, 2), phase 1 reads (i, i,
+    i+1); so the 2 taps per phase are (t0, t1 + t2) and (t0 + t1, t2)."""
+    t0, t1, t2 = (jax.lax.index_in_dim(kernel, n, axis, keepdims=False) for n in range(3))
+    return jnp.stack([t0, t1 + t2] if phase == 0 else [t0 + t1, t2], axis=axis)
+
+
+def conv3x3_of_upsampled(x, kernel, bias):
+    """``conv3x3(upsample_nearest(x))`` (padding 1) computed at the resolution of ``x`` (sub-pixel form).
+
+    Each of the 4 output phases (row and column parity) is a 2x2 convolution of the zero-padded ``x`` with the
+    kernel's taps summed as :func:`_fold_taps` says: 16 taps per low-resolution pixel instead of 36, 2.25x fewer
+    FLOPs and no upsampled copy of the input. The same function as the direct form up to float rounding."""
+    b, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    rows = []
+    for row in (0, 1):
+        k_row = _fold_taps(kernel, row, 0)
+        cols = [jax.lax.conv_general_dilated(xp[:, row:row + h + 1, col:col + w + 1], _fold_taps(k_row, col, 1),
+                                             (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                for col in (0, 1)]
+        rows.append(jnp.stack(cols, axis=3))  # (B, h, w, 2 column phases, C)
+    return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, -1) + bias  # row 2i + r, column 2j + c
+
+
+class UpsampleConv3x3(nn.Module):
+    """A 3x3 convolution (padding 1) of the nearest x2 upsampled input, with the parameters of ``nn.Conv`` (kernel
+    (3, 3, C_in, C_out), bias; same initialisers and names), computed by :func:`conv3x3_of_upsampled`."""
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features),
+                            jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        # The taps are summed in float32, then everything is cast to the compute dtype (as nn.Conv does).
+        return conv3x3_of_upsampled(x.astype(self.dtype), kernel.astype(self.dtype), bias.astype(self.dtype))
 
 
 class Downsample(nn.Module):
@@ -94,7 +138,7 @@ class Upsample(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        return conv(self.channels, 3, self.dtype, "conv")(upsample_nearest(x))
+        return UpsampleConv3x3(self.channels, self.dtype, name="conv")(x)
 
 
 class ResBlock(nn.Module):
@@ -110,10 +154,13 @@ class ResBlock(nn.Module):
     @nn.compact
     def __call__(self, x, emb, train: bool = False):
         h = nn.silu(group_norm(x, "in_layers_0"))
-        if self.up or self.down:
-            resample = upsample_nearest if self.up else downsample_avg
-            h, x = resample(h), resample(x)
-        h = conv(self.out_channels, 3, self.dtype, "in_layers_2")(h)
+        if self.up:  # the convolution of the upsampled h, computed at h's resolution
+            h = UpsampleConv3x3(self.out_channels, self.dtype, name="in_layers_2")(h)
+            x = upsample_nearest(x)
+        else:
+            if self.down:
+                h, x = downsample_avg(h), downsample_avg(x)
+            h = conv(self.out_channels, 3, self.dtype, "in_layers_2")(h)
         emb_out = nn.Dense(2 * self.out_channels if self.use_scale_shift_norm else self.out_channels,
                            param_dtype=jnp.float32, name="emb_layers_1")(nn.silu(emb))  # float32, as in PyTorch
         emb_out = emb_out[:, None, None, :].astype(h.dtype)
