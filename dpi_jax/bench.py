@@ -1,23 +1,42 @@
-"""Speed of the DPI sampler, as one JSON line.
+"""Speed and memory of the DPI sampler, as one JSON line.
 
     python -m dpi_jax.bench --config configs/x8.py --batch 16 --steps 50 --dtype bf16   # full ffhq_10m + CRT_256
     python -m dpi_jax.bench --config configs/x8.py --tiny                                  # small models, for a CPU
+    python -m dpi_jax.bench --tiny --sweep                                   # images/s at batch 1, 4, 8 and seeds
+    python -m dpi_jax.bench --reference /path/to/DPI --batch 1 --steps 4 --repeats 3     # against the authors' code
 
 Random weights of the paper's model sizes (``FFHQ_10M`` and ``CRT_256``; ``--tiny``: 64x64 models with 32 channels).
-Reports: compile seconds of the whole sampler and its temporary memory (XLA's plan: it must not grow with
-``--steps``), seconds per sampler step per image, images/s at ``--steps``, GFLOP
-per prior+CRT call from XLA's cost analysis, achieved TFLOP/s, the same for a scan of the prior+CRT forwards alone
-(``overhead`` = sampler time / forwards time), and how many recompilations changing tau, s, omega and the seed caused.
+
+Default mode reports: compile seconds of the whole sampler and its temporary memory (XLA's plan: it must not grow
+with ``--steps``), seconds per sampler step per image, images/s at ``--steps``, GFLOP per prior+CRT call from XLA's
+cost analysis, achieved TFLOP/s, the same for a scan of the prior+CRT forwards alone (``overhead`` = sampler time /
+forwards time), how many recompilations changing tau, s, omega and the seed caused, the peak host memory of the
+process (``peak_host_mib``, from ``getrusage``) and the device's peak memory where the backend reports it
+(``device_peak_mib``, null on CPU). ``--sweep`` adds ``sweep``: one row per batch size (1, 4, 8) and one for
+``--seeds`` seeds vmapped by :func:`dpi_jax.sampler.sample_seeds` at batch 1, each with images/s
+(``--sweep_batches`` changes the batch sizes).
+
+``--reference DIR`` times the authors' PyTorch sampler (a checkout of JerryYann/DPI; needs torch and kornia) against
+this project's on the same networks (the reference's randomly initialised models, ported with
+:func:`dpi_jax.port.convert_state_dict`), the same respaced DDPM schedule, the same x_T and LR input, in alternating
+repetitions (best of ``--repeats``), and prints seconds per image-step for both, their ratio
+(``speedup`` = reference / project: > 1 means this project is faster) and the threads each side used. Both sides use
+every core the process may run on (PyTorch's intra-op threads and XLA's CPU thread pool).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import sys
 import time
+import types
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -31,10 +50,18 @@ _DTYPE = flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype of 
 _TINY = flags.DEFINE_bool("tiny", False, "Small 64x64 models instead of the paper's 256x256 ones.")
 _COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Only compile the sampler: compile seconds and memory.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs of each; the best is reported.")
+_SWEEP = flags.DEFINE_bool("sweep", False, "Also images/s at batch 1, 4, 8 and with --seeds seeds vmapped.")
+_SWEEP_BATCHES = flags.DEFINE_list("sweep_batches", ["1", "4", "8"], "Batch sizes of the sweep.")
+_SEEDS = flags.DEFINE_integer("seeds", 4, "Seeds of the sweep's sample_seeds row (batch 1); 0: no such row.")
+_REFERENCE = flags.DEFINE_string("reference", None, "A checkout of the authors' DPI repository: time it side by side.")
+_MANIFEST = flags.DEFINE_string("manifest", "tests/fixtures/reference/checkpoint_manifests.json",
+                                "The reference's model configs (ffhq_10m, crt_256), for --reference.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
 
 TINY_PRIOR = dict(FFHQ_10M, image_size=64, num_channels=32, channel_mult=(1, 2, 2), attention_resolutions="16",
                   num_head_channels=16)
 TINY_CRT = dict(CRT_256, image_size=64, num_channels=32, channel_mult=(1, 2, 2), attention_resolutions="16")
+SWEEP_BATCHES = (1, 4, 8)
 
 
 def _best_times(fns, repeats):
@@ -54,27 +81,48 @@ def _flops(compiled) -> float:
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
-def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile_only: bool = False) -> dict:
+def memory_figures() -> dict:
+    """Peak resident memory of this process so far (MiB) and the device's peak use where the backend reports it."""
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return {"peak_host_mib": round(peak_kib / 1024, 1),
+            "device_peak_mib": None if peak is None else round(peak / 2**20, 1)}
+
+
+def threads() -> dict:
+    """The cores this process may use (XLA's CPU thread pool has one thread per core) and PyTorch's threads, if
+    PyTorch is loaded."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch = sys.modules.get("torch")
+    return {"cpus": cores, "torch_threads": torch.get_num_threads() if torch else None}
+
+
+def make_networks(tiny: bool, dtype, batch: int = 1) -> sampler.Networks:
+    """The prior and the CRT (the paper's sizes, or the tiny ones) with random parameters."""
     prior_cfg, crt_cfg = (TINY_PRIOR, TINY_CRT) if tiny else (FFHQ_10M, CRT_256)
     prior, crt = ADM(**prior_cfg, dtype=dtype), CRT(**crt_cfg, dtype=dtype)
-    size = prior_cfg["image_size"]
-    k = config.k
-    x = jnp.zeros((batch, size, size, 3))
-    t = jnp.zeros((batch,))
-    prior_params = jax.jit(prior.init)(jax.random.key(0), x, t)["params"]
-    crt_params = jax.jit(crt.init)(jax.random.key(1), x, t, x)["params"]
+    prior_params = jax.jit(prior.init)(jax.random.key(0), *prior.example_inputs(batch))["params"]
+    crt_params = jax.jit(crt.init)(jax.random.key(1), *crt.example_inputs(batch))["params"]
+    return sampler.Networks(prior, prior_params, crt, crt_params)
+
+
+def _lr_input(key, nets: sampler.Networks, batch: int, k: int):
+    size = nets.prior.image_size
+    return jax.random.uniform(key, (batch, size // k, size // k, 3), minval=-1, maxval=1)
+
+
+def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile_only: bool = False,
+        nets: sampler.Networks | None = None) -> dict:
+    """The default figures (see the module docstring) for one batch size."""
+    nets = nets or make_networks(tiny, dtype, batch)
+    settings = sampler.Settings.from_config(config)
     schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, str(steps))
-    lr = jax.random.uniform(jax.random.key(2), (batch, size // k, size // k, 3), minval=-1, maxval=1)
-    models = dict(prior=prior, prior_params=prior_params, crt=crt, crt_params=crt_params, schedule=schedule, k=k)
-    settings = dict(tau=config.tau * steps / config.num_timesteps, s=config.s,
-                    omega=config.omega * steps / config.num_timesteps)
+    lr = _lr_input(jax.random.key(2), nets, batch, settings.k)
 
     # The whole sampler: compile ahead of time (compile seconds, XLA's memory plan), then time it.
-    sampler_args = sampler._settings(dict(models, **settings, method=config.method, eta=config.eta,
-                                          var_type=config.var_type, clip_denoised=config.clip_denoised,
-                                          snapshot_steps=()))
     start = time.perf_counter()
-    compiled = sampler._run_from_key.lower(jax.random.key(3), None, lr, **sampler_args).compile()
+    compiled = sampler.lower(jax.random.key(3), lr, nets, schedule, settings).compile()
     compile_s = time.perf_counter() - start
     memory = compiled.memory_analysis()
     figures = {
@@ -84,34 +132,38 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
         "temp_mib": getattr(memory, "temp_size_in_bytes", float("nan")) / 2**20,
     }
     if compile_only:
-        return figures
-    run_sampler = lambda: sampler.sample(jax.random.key(4), lr, **models, **settings)  # noqa: E731
+        return figures | threads() | memory_figures()
+    run_sampler = lambda: sampler.sample(jax.random.key(4), lr, nets, schedule, settings)  # noqa: E731
     jax.block_until_ready(run_sampler())
-    cache = sampler._run_from_key._cache_size()
-    for seed, tau, s, omega in [(5, 0, 1.0, 10.0), (6, steps, 2.0, 3.0 * steps)]:
-        jax.block_until_ready(sampler.sample(jax.random.key(seed), lr, **models, tau=tau, s=s, omega=omega))
-    recompilations = sampler._run_from_key._cache_size() - cache
+    count = sampler.compilation_count()
+    t_max = config.num_timesteps - 1
+    for seed, tau, s, omega in [(5, 0.0, 1.0, 10.0), (6, t_max, 2.0, 3.0 * t_max)]:
+        other = settings.replace(tau=tau, s=s, omega=omega)
+        jax.block_until_ready(sampler.sample(jax.random.key(seed), lr, nets, schedule, other))
+    recompilations = sampler.compilation_count() - count
 
     # The networks alone: one prior and one CRT call per step, chained so that nothing is hoisted out of the loop.
-    def forwards(prior_params, crt_params, x):
+    prior_fn, crt_fn = nets.prior_fn(), nets.crt_fn()
+
+    def forwards(x):
         def body(x, t):
             tt = jnp.full((batch,), t)
-            eps = prior.apply({"params": prior_params}, x, tt)[..., :3]
-            return crt.apply({"params": crt_params}, eps, tt, x), None
+            return crt_fn(prior_fn(x, tt)[..., :3], tt, x), None
         return jax.lax.scan(body, x, schedule.timestep_map)[0]
 
-    def one_call(prior_params, crt_params, x):
-        tt = jnp.zeros((batch,))
-        return crt.apply({"params": crt_params}, prior.apply({"params": prior_params}, x, tt)[..., :3], tt, x)
+    def one_call(x):
+        tt = jnp.zeros((batch,), jnp.int32)
+        return crt_fn(prior_fn(x, tt)[..., :3], tt, x)
 
-    x_T = jax.random.normal(jax.random.key(7), x.shape)
-    call_flops = _flops(jax.jit(one_call).lower(prior_params, crt_params, x_T).compile())
+    x_T = jax.random.normal(jax.random.key(7), lr.shape[:1] + (lr.shape[1] * settings.k,) * 2 + (3,))
+    call_flops = _flops(jax.jit(one_call).lower(x_T).compile())
     forwards_jit = jax.jit(forwards)
-    jax.block_until_ready(forwards_jit(prior_params, crt_params, x_T))
-    sampler_s, forwards_s = _best_times([run_sampler, lambda: forwards_jit(prior_params, crt_params, x_T)], repeats)
+    jax.block_until_ready(forwards_jit(x_T))
+    sampler_s, forwards_s = _best_times([run_sampler, lambda: forwards_jit(x_T)], repeats)
 
     total_flops = call_flops * steps
     return figures | {
+        "sampler_s": sampler_s, "forwards_s": forwards_s,
         "s_per_step_per_image": sampler_s / (steps * batch), "images_per_s": batch / sampler_s,
         "gflop_per_prior_crt_call_per_image": call_flops / batch / 1e9,
         "sampler_tflops": total_flops / sampler_s / 1e12,
@@ -119,10 +171,156 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
         "forwards_tflops": total_flops / forwards_s / 1e12,
         "overhead": sampler_s / forwards_s,
         "recompilations_on_tau_s_omega_seed": recompilations,
-    }
+    } | threads() | memory_figures()
 
 
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+def sweep(config, steps: int, dtype, tiny: bool, repeats: int, seeds: int,
+          batches=SWEEP_BATCHES) -> list[dict]:
+    """images/s of :func:`sampler.sample` at each batch size, and of :func:`sampler.sample_seeds` with ``seeds``
+    seeds vmapped at batch 1 (images = seeds x batch). One compilation per row; the best of ``repeats`` runs."""
+    nets = make_networks(tiny, dtype)
+    settings = sampler.Settings.from_config(config)
+    schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, str(steps))
+    rows = []
+    cases = [(b, None) for b in batches] + ([(1, seeds)] if seeds else [])
+    for batch, num_seeds in cases:
+        lr = _lr_input(jax.random.key(2), nets, batch, settings.k)
+        if num_seeds is None:
+            fn = lambda lr=lr: sampler.sample(jax.random.key(4), lr, nets, schedule, settings)  # noqa: E731
+        else:
+            keys = jax.random.split(jax.random.key(4), num_seeds)
+            fn = lambda lr=lr, keys=keys: sampler.sample_seeds(keys, lr, nets, schedule, settings)  # noqa: E731
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        first_s = time.perf_counter() - start
+        (best,) = _best_times([fn], repeats)
+        images = batch * (num_seeds or 1)
+        rows.append({"batch": batch, "seeds": num_seeds or 1, "images": images, "first_call_s": round(first_s, 2),
+                     "s_per_step_per_image": best / (steps * images), "images_per_s": images / best})
+    return rows
+
+
+# --- the authors' sampler, for --reference -----------------------------------------------------------------------
+
+
+def _import_reference(reference: str):
+    """guided_diffusion from the authors' checkout, imported as a bare package (its ``__init__`` pulls in training
+    code and an absolute path of the authors' machine). Their ``get_mask`` imports torchvision's Grayscale; where
+    torchvision cannot be imported (a CUDA build beside a CPU torch), a stand-in with the same ITU-R 601 weights is
+    registered."""
+    root = Path(reference).resolve()
+    if not (root / "guided_diffusion" / "gaussian_diffusion.py").is_file():
+        raise FileNotFoundError(f"{root} is not a checkout of the authors' DPI repository (no "
+                                "guided_diffusion/gaussian_diffusion.py)")
+    try:
+        import kornia  # noqa: F401  (the reference's gaussian_diffusion imports kornia.filters)
+        import torch
+    except ImportError as err:
+        raise ImportError(f"--reference needs torch and kornia ({err}): pip install torch kornia") from err
+    try:
+        import torchvision.transforms  # noqa: F401
+    except Exception:
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+
+        class Grayscale:
+            def __init__(self, num_output_channels: int = 1):
+                self.num_output_channels = num_output_channels
+
+            def __call__(self, img):
+                r, g, b = img[:, 0], img[:, 1], img[:, 2]
+                return (0.2989 * r + 0.587 * g + 0.114 * b)[:, None].to(img.dtype)
+
+        transforms = types.ModuleType("torchvision.transforms")
+        transforms.Grayscale = Grayscale
+        package = types.ModuleType("torchvision")
+        package.transforms = transforms
+        sys.modules.update({"torchvision": package, "torchvision.transforms": transforms})
+    if "guided_diffusion" not in sys.modules:
+        package = types.ModuleType("guided_diffusion")
+        package.__path__ = [str(root / "guided_diffusion")]
+        sys.modules["guided_diffusion"] = package
+    from guided_diffusion import script_util
+
+    return torch, script_util
+
+
+def _torch_config(config: dict) -> dict:
+    """A model config in the form guided-diffusion's create_model takes (channel_mult as "1,2,2")."""
+    out = dict(config)
+    if isinstance(out.get("channel_mult"), (tuple, list)):
+        out["channel_mult"] = ",".join(str(m) for m in out["channel_mult"])
+    return out
+
+
+def side_by_side(reference: str, batch: int, steps: int, repeats: int, tiny: bool = False,
+                 manifest: str | None = None) -> dict:
+    """Seconds per image-step of the authors' sampler and of :func:`sampler.sample` on the same networks, inputs and
+    respaced DDPM schedule, timed in alternation (best of ``repeats``)."""
+    from dpi_jax import port
+
+    if steps < 2:
+        raise ValueError(f"--steps = {steps}: the side-by-side needs at least 2 steps")
+    torch, script_util = _import_reference(reference)
+    if tiny:
+        prior_cfg, crt_cfg = _torch_config(TINY_PRIOR), _torch_config(TINY_CRT)
+    else:
+        configs = json.loads(Path(manifest).read_text())
+        prior_cfg, crt_cfg = configs["ffhq_10m"]["config"], configs["crt_256"]["config"]
+    torch.manual_seed(0)
+    ref_prior = script_util.create_model(**prior_cfg).eval()
+    ref_crt = script_util.create_model(**crt_cfg).eval()
+    with torch.no_grad():  # a random corrector's output scaled down, so that the condition stays in range
+        for p in ref_crt.out.parameters():
+            p.mul_(0.05)
+    ref_diffusion = script_util.create_gaussian_diffusion(steps=1000, learn_sigma=True, noise_schedule="linear",
+                                                          timestep_respacing=str(steps))
+    k, size = 2, int(prior_cfg["image_size"])
+    rng = np.random.default_rng(0)
+    lr_np = np.clip(rng.standard_normal((batch, 3, size // k, size // k)), -1, 1).astype(np.float32)
+    x_T_np = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+
+    def reference_sampler():
+        # The authors' loop (their p_sample_loop without its data plumbing): y starts as the LR pixels on the grid,
+        # 1e-6 elsewhere; each step returns the next sample and condition.
+        grid = torch.full((batch, 3, size, size), 1e-6)
+        grid[:, :, ::k, ::k] = torch.from_numpy(lr_np)
+        img, cond = torch.from_numpy(x_T_np), grid.clone()
+        with torch.no_grad():
+            for i in reversed(range(steps)):
+                out = ref_diffusion.p_sample(ref_prior, ref_crt, img, torch.full((batch,), i, dtype=torch.long),
+                                             clip_denoised=True, mask=cond, mask0=grid)
+                img, cond = out["sample"], out["mask"]
+        return img
+
+    nets = sampler.Networks(
+        ADM(**prior_cfg), port.convert_state_dict(ref_prior.state_dict(), prior_cfg, kind="adm"),
+        CRT(**crt_cfg), port.convert_state_dict(ref_crt.state_dict(), crt_cfg, kind="crt"))
+    schedule = diffusion.make_schedule(1000, "linear", str(steps))
+    # The reference's hard-coded DDPM-1000 thresholds put every step of a short schedule in stage II (RACM): so here.
+    settings = sampler.Settings(tau=999.0, s=1.2, omega=750.0 * 1000 / steps, k=k)
+    lr, x_T = jnp.asarray(lr_np.transpose(0, 2, 3, 1)), jnp.asarray(x_T_np.transpose(0, 2, 3, 1))
+
+    def project_sampler():
+        return sampler.sample(jax.random.key(0), lr, nets, schedule, settings, x_T=x_T)
+
+    start = time.perf_counter()
+    jax.block_until_ready(project_sampler())
+    first_s = time.perf_counter() - start
+    reference_sampler()  # warm-up (oneDNN primitive caches)
+    times = {"reference": [], "project": []}
+    for _ in range(repeats):
+        for name, fn in (("reference", reference_sampler), ("project", project_sampler)):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    per = {name: min(values) / (batch * steps) for name, values in times.items()}
+    return {
+        "model": "tiny-64" if tiny else "ffhq_10m+crt_256", "batch": batch, "steps": steps, "repeats": repeats,
+        "reference_s_per_image_step": round(per["reference"], 4), "project_s_per_image_step": round(per["project"], 4),
+        "speedup": round(per["reference"] / per["project"], 3), "project_first_call_s": round(first_s, 2),
+        "all_s": {name: [round(v, 3) for v in values] for name, values in times.items()},
+    } | threads() | memory_figures()
 
 
 def main(argv):
@@ -134,10 +332,20 @@ def main(argv):
         sys.exit(2)
 
     def measure():
+        if _REFERENCE.value:
+            print(json.dumps(side_by_side(_REFERENCE.value, _BATCH.value, _STEPS.value, _REPEATS.value, _TINY.value,
+                                          _MANIFEST.value)))
+            return
         validation.check_sampling(_CONFIG.value)
         dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[_DTYPE.value]
-        print(json.dumps(run(_CONFIG.value, _BATCH.value, _STEPS.value, dtype, _TINY.value, _REPEATS.value,
-                             _COMPILE_ONLY.value)))
+        figures = run(_CONFIG.value, _BATCH.value, _STEPS.value, dtype, _TINY.value, _REPEATS.value,
+                      _COMPILE_ONLY.value)
+        if _SWEEP.value and not _COMPILE_ONLY.value:
+            batches = tuple(int(b) for b in _SWEEP_BATCHES.value)
+            figures["sweep"] = sweep(_CONFIG.value, _STEPS.value, dtype, _TINY.value, _REPEATS.value, _SEEDS.value,
+                                     batches)
+            figures |= memory_figures()
+        print(json.dumps(figures))
 
     sys.exit(validation.run_cli(measure, verbose=_VERBOSE.value))
 
