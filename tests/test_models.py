@@ -108,3 +108,19 @@ def test_other_options_build_and_run():
 def test_unknown_config_key_is_named():
     with pytest.raises(ValueError, match="num_chanels"):
         make_model("adm", dict(ADM_TINY, num_chanels=3))
+
+
+def test_conv3x3_of_upsampled_equals_the_direct_form():
+    """The sub-pixel form of conv3x3(nearest x2 upsample) (the up blocks' convolution, 2.25x fewer FLOPs) against the
+    direct convolution of the upsampled input, on random data: float32 summation order only (bound 1e-5 relative)."""
+    from dpi_jax.models import unet
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 5, 7, 6)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 6, 4)), jnp.float32)
+    bias = jnp.asarray(rng.standard_normal((4,)), jnp.float32)
+    got = unet.conv3x3_of_upsampled(x, kernel, bias)
+    want = jax.lax.conv_general_dilated(unet.upsample_nearest(x), kernel, (1, 1), ((1, 1), (1, 1)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+    assert got.shape == want.shape == (2, 10, 14, 4)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-5 * float(jnp.abs(want).max()))
