@@ -499,7 +499,7 @@ def test_sample_cli_unknown_field_and_bad_values():
 
 def test_sample_cli_verbose_shows_the_traceback(tmp_path):
     proc = run_python(["sample.py", "--config", "configs/x8.py", f"--config.prior_checkpoint={tmp_path}",
-                       "--config.crt_checkpoint=", "--verbose"], check=False)
+                       f"--config.input_dir={tmp_path}", "--config.crt_checkpoint=", "--verbose"], check=False)
     assert proc.returncode == 2 and "Traceback" in proc.stderr and "not a dpi-jax model checkpoint" in proc.stderr
 
 
