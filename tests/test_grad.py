@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent("""
     worst = 0.0
     for n, name in enumerate(["lr", "prior", "crt", "omega"]):
         direction = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(np.shape(a))), args[n])
-        h = 1e-6
+        h = 1e-6 * (float(args[3]) if name == "omega" else 1.0)  # a step relative to omega's size (t units)
         shifted = lambda sign: [jax.tree.map(lambda a, d: a + sign * h * d, args[m], direction) if m == n else args[m]
                                 for m in range(4)]
         fd = (loss(*shifted(1)) - loss(*shifted(-1))) / (2 * h)
