@@ -220,6 +220,12 @@ def test_tau_and_omega_count_the_original_timestep():
         settings = sampler.Settings.from_config(config)
         assert settings.tau == 300
         assert int((~sampler.stage_one(sched, settings.tau)).sum()) == stage_two, respacing
+    # The DPI_20 preset: the authors' "i > 7 of 20 DDIM steps" is t > 350, stage I at t = 400, ..., 950 (12 steps).
+    from configs import x8_ddim20
+
+    config = x8_ddim20.get_config()
+    sched = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
+    assert np.array_equal(sampler.stage_one(sched, config.tau), np.arange(20) > 7)
 
 
 def test_per_image_settings_equal_separate_runs(toy_nets):
