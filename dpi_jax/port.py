@@ -113,14 +113,20 @@ def fill_params(expected: dict, state_dict: dict, what: str, ignore=lambda key: 
         params[path] = value
     unexpected = sorted(k for k in state_dict if k not in expected and not ignore(k))
     if missing or unexpected or mismatched:
-        lines = [f"the state_dict does not fit the {what} ({len(expected)} parameters expected):"]
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                             ("shape mismatches", mismatched)):
-            if items:
-                lines.append(f"{title} ({len(items)}):")
-                lines += [f"  {item}" for item in items]
-        raise PortError("\n".join(lines))
+        raise misfit_error(f"the state_dict does not fit the {what} ({len(expected)} parameters expected):",
+                           {"missing keys": missing, "unexpected keys": unexpected, "shape mismatches": mismatched})
     return unflatten_dict(params)
+
+
+def misfit_error(header: str, sections: dict) -> PortError:
+    """The :class:`PortError` of weights that do not fit a network: ``header``, then each non-empty section
+    ({title: items}) as "title (n):" and one indented line per item."""
+    lines = [header]
+    for title, items in sections.items():
+        if items:
+            lines.append(f"{title} ({len(items)}):")
+            lines += [f"  {item}" for item in items]
+    return PortError("\n".join(lines))
 
 
 def convert_state_dict(state_dict: dict, model_config: dict, kind: str = "adm") -> dict:

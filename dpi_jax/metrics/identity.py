@@ -35,7 +35,7 @@ from flax import linen as nn
 
 from dpi_jax import checkpoint, sharding
 from dpi_jax.metrics.batching import map_batches
-from dpi_jax.port import PortError
+from dpi_jax.port import PortError, misfit_error
 
 KIND = "vggface"
 INPUT_SIZE = 224
@@ -281,14 +281,10 @@ def convert_vggface_layers(layers) -> dict:
                         for i, (name, shapes) in zip(range(i1, i2), expected[i1:i2], strict=True)]
             unexpected += [f"{name}: {_shapes(shapes)}" for name, shapes in found[j1:j2]]
     if missing or unexpected or mismatched:
-        lines = [f"the Keras weights do not fit DeepFace's VGG-Face ({len(expected)} layers with weights expected, "
-                 f"kernel and bias each, in this order; the file has {len(found)}):"]
-        for title, items in (("missing layers", missing), ("unexpected layers", unexpected),
-                             ("shape mismatches", mismatched)):
-            if items:
-                lines.append(f"{title} ({len(items)}):")
-                lines += [f"  {item}" for item in items]
-        raise PortError("\n".join(lines))
+        raise misfit_error(f"the Keras weights do not fit DeepFace's VGG-Face ({len(expected)} layers with weights "
+                           f"expected, kernel and bias each, in this order; the file has {len(found)}):",
+                           {"missing layers": missing, "unexpected layers": unexpected,
+                            "shape mismatches": mismatched})
     return params
 
 
