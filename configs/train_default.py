@@ -10,6 +10,10 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.workdir = ""  # where checkpoints, metrics.csv, samples/ and model/ go (required; --config.workdir=...)
     config.seed = 0
+    # A model directory (dpi_jax.checkpoint format, e.g. another run's <workdir>/model) whose parameters start this
+    # run (params and EMA) instead of a random initialisation: fine-tuning. Used only when the run starts, not on
+    # resumption; its kind and model config must equal this config's.
+    config.init_from = ""
     # Model: kind "crt" (the condition corrector) or "adm" (a DDPM prior), and its guided-diffusion config.
     config.model = ml_collections.ConfigDict(dict(kind="crt", config=ml_collections.ConfigDict()))
     # Data: source "synthetic" (dpi_jax.demo.synthfaces), "folder" (recursive png/jpg/webp) or "tfds" (by name).

@@ -43,7 +43,8 @@ class CheckpointError(ValueError):
     """A checkpoint that exists but cannot be used: another kind, parameters that do not fit, or damaged files."""
 
 
-def _json_config(config: dict) -> dict:
+def json_config(config: dict) -> dict:
+    """A model config as its checkpoint's model.json stores it (all fields, lists for tuples)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs(dict(config)).items()}
 
 
@@ -52,7 +53,7 @@ def save_model(directory, params, model_config: dict, *, kind: str, overwrite: b
     """Write ``params`` and their model config to ``directory`` (atomically); an existing directory is replaced only
     when ``overwrite``. ``extra`` adds fields to ``model.json`` (e.g. the training step). Returns the absolute path."""
     make_model(kind, model_config)  # validates kind and config before anything is written
-    meta = dict(extra or {}, kind=kind, config=_json_config(model_config))
+    meta = dict(extra or {}, kind=kind, config=json_config(model_config))
     return write_checkpoint(directory, params, meta, overwrite=overwrite)
 
 

@@ -42,7 +42,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from dpi_jax import checkpoint, data, diffusion, images, sharding, tasks
-from dpi_jax.models import count_params, make_model
+from dpi_jax.models import abstract_params, count_params, make_model
 
 INIT_FOLD = 2**31 - 1  # the parameters' initialisation key: fold_in(PRNGKey(seed), INIT_FOLD); steps use 0, 1, ...
 HELDOUT_SEED_OFFSET = 1  # the held-out batch draws its degradations from seed + 1, apart from the training batches
@@ -83,9 +83,24 @@ def build_model(config: ml_collections.ConfigDict):
     return make_model(config.model.kind, dict(config.model.config))
 
 
-def init_state(config: ml_collections.ConfigDict, model, optimizer) -> TrainState:
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), INIT_FOLD)
-    params = model.init(key, *model.example_inputs())["params"]
+def initial_params(config: ml_collections.ConfigDict, model):
+    """The parameters a run starts from: ``config.init_from``'s (fine-tuning) or a random initialisation from
+    ``fold_in(PRNGKey(seed), INIT_FOLD)``."""
+    if not config.get("init_from"):
+        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), INIT_FOLD)
+        return model.init(key, *model.example_inputs())["params"]
+    _, stored, params = checkpoint.load_model(config.init_from, config.model.kind, "config.init_from")
+    wanted = checkpoint.json_config(dict(config.model.config))
+    differing = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
+    if differing:
+        raise checkpoint.CheckpointError(
+            f"config.init_from={config.init_from}: its model config differs from config.model.config in "
+            + ", ".join(f"{k} ({stored.get(k)!r} there, {wanted.get(k)!r} here)" for k in differing))
+    return params
+
+
+def init_state(params, optimizer) -> TrainState:
+    """Step 0 of a run from ``params`` (the EMA starts equal to them)."""
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=jax.tree.map(jnp.copy, params),
                       opt_state=optimizer.init(params))
 
@@ -211,9 +226,12 @@ def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None 
     options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
     with ocp.CheckpointManager((workdir / "checkpoints").resolve(), options=options) as manager:
         if manager.latest_step() is None:
-            state = init_state(config, model, optimizer)
+            state = init_state(initial_params(config, model), optimizer)
+            if config.get("init_from"):
+                tqdm.write(f"started from the parameters of {config.init_from}")
         else:  # restored against the state's shapes only: no initialisation to throw away
-            target = jax.eval_shape(lambda: init_state(config, model, optimizer))
+            abstract = abstract_params(model)
+            target = jax.eval_shape(lambda p: init_state(p, optimizer), abstract)
             state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(target))
             tqdm.write(f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}")
             repair_export(workdir, state, config)

@@ -178,6 +178,9 @@ def check_training(config: ml_collections.ConfigDict) -> None:
     c = _Checker(config)
     c.text("workdir", "a folder (--config.workdir=DIR)")
     c.integer("seed", 0)
+    init_from = config.get("init_from", "")
+    if init_from and not (isinstance(init_from, str) and os.path.isdir(init_from)):
+        c.fail("init_from", "'' or an existing model directory (e.g. another run's <workdir>/model)")
     image_size = None
     if c.choice("model.kind", MODEL_KINDS):
         try:

@@ -165,6 +165,31 @@ def test_prior_training_runs_and_exports(tmp_path):
     assert Image.open(tmp_path / "samples" / "step_0000003.png").size[0] > 32
 
 
+def test_init_from_starts_a_run_from_a_model_directory(tmp_path):
+    """config.init_from: the run starts (params and EMA) from another run's export, resumes from its own checkpoint
+    afterwards, and refuses a model directory of another kind or config, naming the differing fields."""
+    source = tiny_config(num_steps=2)
+    train_lib.train(source, tmp_path / "source")
+    _, _, exported = checkpoint.load_model(tmp_path / "source" / "model")
+    config = tiny_config(num_steps=2, init_from=str(tmp_path / "source" / "model"))
+    model = train_lib.build_model(config)
+    for a, b in zip(jax.tree.leaves(train_lib.initial_params(config, model)), jax.tree.leaves(exported), strict=True):
+        np.testing.assert_array_equal(a, b)
+    random_start = train_lib.initial_params(tiny_config(), model)
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(jax.tree.leaves(random_start), jax.tree.leaves(exported)))
+    state = train_lib.train(config, tmp_path / "finetune", stop_after=1)
+    assert int(state.step) == 1
+    resumed = train_lib.train(config, tmp_path / "finetune")
+    assert int(resumed.step) == 2
+    wider = tiny_config(num_steps=2, init_from=str(tmp_path / "source" / "model"))
+    wider.model.config.num_channels = 32
+    with pytest.raises(checkpoint.CheckpointError, match=r"num_channels \(16 there, 32 here\)"):
+        train_lib.initial_params(wider, train_lib.build_model(wider))
+    prior = tiny_config("adm", init_from=str(tmp_path / "source" / "model"))
+    with pytest.raises(checkpoint.CheckpointError, match="config.init_from"):
+        train_lib.initial_params(prior, train_lib.build_model(prior))
+
+
 ONE_STEP = """
 import json, sys, jax, numpy as np
 from dpi_jax import data, sharding, train_lib
@@ -173,7 +198,7 @@ config = tiny_config()
 model, schedule = train_lib.build_model(config), train_lib.make_schedule(config)
 optimizer = train_lib.make_optimizer(config)
 mesh = sharding.data_mesh()
-state = sharding.replicate(train_lib.init_state(config, model, optimizer), mesh)
+state = sharding.replicate(train_lib.init_state(train_lib.initial_params(config, model), optimizer), mesh)
 batch = sharding.shard_batch(data.batch_at(data.SynthSource("train", 32, 50), 0, 8, seed=0, scale=4), mesh)
 state, metrics = train_lib.make_train_step(config, model, schedule, optimizer, mesh)(state, batch)
 leaves = [np.asarray(x).ravel() for x in jax.tree.leaves(jax.device_get(state.params))]
