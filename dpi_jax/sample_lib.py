@@ -195,12 +195,62 @@ def grid_row(lr: np.ndarray, results: np.ndarray, image_size: int, *, extra=(), 
     return row + ([gt] if gt is not None else [])
 
 
+def expand_runs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
+    """``(name, config)`` of each run ``config.runs`` asks for, in name order: ``config`` with that run's fields
+    changed and ``output_dir/<name>`` as its output folder; ``[("", config)]`` when ``config.runs`` is empty or
+    absent."""
+    runs = config.get("runs") or ml_collections.ConfigDict()
+    if not runs:
+        return [("", config)]
+    expanded = []
+    for name, fields in runs.items():  # in name order (ConfigDict sorts its keys)
+        run_config = config.copy_and_resolve_references()
+        with run_config.unlocked():
+            run_config.runs = ml_collections.ConfigDict()
+        unknown = sorted(set(fields) - set(run_config.keys()))
+        if unknown:
+            raise validation.ConfigError([f"config.runs.{name}.{field}: not a field of the sampling config"
+                                          for field in unknown])
+        run_config.update(dict(fields))
+        run_config.output_dir = str(Path(config.output_dir) / name)
+        expanded.append((name, run_config))
+    return expanded
+
+
 def run(config: ml_collections.ConfigDict) -> list[Path]:
-    """Super-resolve every input of ``config`` (see :func:`list_inputs`); returns the paths written."""
+    """Super-resolve every input of ``config`` (see :func:`list_inputs`), once per run of :func:`expand_runs`;
+    returns the paths written. With several runs, ``output_dir/grid.png`` stacks the rows of their grids."""
     out_dir = images.check_output_dir(config.output_dir)  # a file or a read-only folder fails before any work
+    runs = expand_runs(config)
+    written, rows = [], []
+    for name, run_config in runs:
+        if name:
+            log.info("run %s: scale %s, tau %s, s %s, omega %s -> %s", name, run_config.scale, run_config.tau,
+                     run_config.s, run_config.omega, run_config.output_dir)
+        run_written, run_rows = run_one(run_config)
+        written += run_written
+        rows += run_rows
+    if len(runs) > 1 and rows:
+        written.append(write_grid(out_dir, rows, config))
+    return written
+
+
+def write_grid(out_dir: Path, rows: list, config: ml_collections.ConfigDict) -> Path:
+    """``out_dir/grid.png`` of ``rows`` (atomically); an existing grid is replaced only with ``config.overwrite``,
+    otherwise the new one goes to ``grid-1.png``, ..."""
+    grid_path = out_dir / "grid.png"
+    grid_path = grid_path if config.overwrite else images.free_path(grid_path)
+    path = images.save_png(grid_path, images.make_grid(rows), overwrite=bool(config.overwrite))
+    log.info("wrote %s", path)
+    return path
+
+
+def run_one(config: ml_collections.ConfigDict) -> tuple[list[Path], list]:
+    """One run (no ``runs``): the paths written and the rows of its grid."""
+    out_dir = images.check_output_dir(config.output_dir)
     if config.mode == "photo":  # whole photos: detect, align, restore and paste back every face
         from dpi_jax.photo import pipeline
-        return pipeline.run(config)
+        return pipeline.run(config), []
     if synthfaces_split(config.input_dir) is None and not Path(config.input_dir).is_dir():
         raise SetupError(f"input_dir {config.input_dir} is not a folder (nothing was loaded or written)")
     prior, prior_params, crt, crt_params = load_models(config)
@@ -212,7 +262,7 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
     todo = list_inputs(config, image_size, out_dir)
     if not todo:
         log.warning("nothing to do in %s", config.input_dir)
-        return []
+        return [], []
 
     written, rows = [], []
     for batch, sr in sample_batches(todo, config, prior, prior_params, crt, crt_params):
@@ -228,19 +278,22 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
                 written.append(images.save_png(out_dir / f"{name}_std.png", extra[0]))
             if len(rows) < config.grid_rows:
                 rows.append(grid_row(lr, results, image_size, extra=extra, gt=hr))
-
-    grid_path = out_dir / "grid.png"  # every file is written atomically; an existing grid only with overwrite
-    grid_path = grid_path if config.overwrite else images.free_path(grid_path)
-    written.append(images.save_png(grid_path, images.make_grid(rows), overwrite=bool(config.overwrite)))
-    log.info("wrote %d images and %s", len(written) - 1, grid_path)
-    return written
+    written.append(write_grid(out_dir, rows, config))
+    log.info("wrote %d images in %s", len(written) - 1, out_dir)
+    return written, rows
 
 
 def main(config: ml_collections.ConfigDict, verbose: bool = False) -> int:
     """Validate the config (:func:`dpi_jax.validation.check_sampling`, before any model is loaded) and run; a setup
     error gives exit status 2 and one line ``error: ...`` on stderr, the traceback only with ``verbose``."""
     def validated_run():
-        validation.check_sampling(config)
+        for name, run_config in expand_runs(config):
+            try:
+                validation.check_sampling(run_config)
+            except validation.ConfigError as err:
+                if not name:
+                    raise
+                raise validation.ConfigError([f"{p} (in run {name})" for p in err.problems]) from None
         run(config)
 
     return validation.run_cli(validated_run, verbose=verbose, setup_errors=(SetupError,))

@@ -15,21 +15,35 @@ def test_shipped_weights_load_and_fit_the_budget():
     assert size <= 25 * 2**20, f"weights/demo is {size / 2**20:.1f} MiB"
     assert (WEIGHTS / "MODEL_CARD.md").is_file()
     prior, _ = checkpoint.load_module(WEIGHTS / "prior")
-    crt, _ = checkpoint.load_module(WEIGHTS / "crt_x8")
-    assert (type(prior).__name__, type(crt).__name__) == ("ADM", "CRT")
-    assert prior.image_size == crt.image_size == 64
+    for scale in (8, 4):
+        crt, _ = checkpoint.load_module(WEIGHTS / f"crt_x{scale}")
+        assert (type(prior).__name__, type(crt).__name__) == ("ADM", "CRT")
+        assert prior.image_size == crt.image_size == 64
 
 
 def test_demo_command_shortened(tmp_path):
-    """`python sample.py` (its default is configs/demo.py) with 5 steps and 2 faces instead of 50 and 6; tau = 300
-    puts two of the five steps (t = 0, 250) in stage II."""
+    """`python sample.py` (its default is configs/demo.py: x8 and x4 runs) with 5 steps and 2 faces instead of 50 and
+    4; on 5 steps (t = 999, 749, 500, 250, 0) x8's tau = 300 puts two in stage II, x4's tau = 100 one."""
     out = tmp_path / "demo"
-    proc = run_python(["sample.py", f"--config.output_dir={out}", "--config.respacing=5", "--config.tau=300",
-                       "--config.num_images=2", "--config.batch_size=2"])
-    names = sorted(p.name for p in out.iterdir())
-    stems = sorted({n.split("_s")[0] for n in names if n.startswith("heldout_")})
-    assert len(stems) == 2 and "grid.png" in names, (names, proc.stderr)
-    assert all(f"{stem}_s{j}.png" in names for stem in stems for j in range(3))
-    grid = np.asarray(Image.open(out / "grid.png"))
-    # 2 rows of LR | bicubic | 3 seeds | std | GT, 64 px tiles with 2 px padding.
-    assert grid.shape == (2 * 66 + 2, 7 * 66 + 2, 3)
+    proc = run_python(["sample.py", f"--config.output_dir={out}", "--config.respacing=5", "--config.num_images=2",
+                       "--config.batch_size=2"])
+    assert proc.returncode == 0, proc.stderr
+    assert "run x8: scale 8, tau 300.0, s 1.2, omega 750.0" in proc.stderr
+    assert "run x4: scale 4, tau 100.0, s 1.4, omega 500.0" in proc.stderr
+    tile = 66  # 64 px tiles with 2 px padding
+    for scale in ("x8", "x4"):
+        names = sorted(p.name for p in (out / scale).iterdir())
+        stems = sorted({n.split("_s")[0] for n in names if n.startswith("heldout_")})
+        assert len(stems) == 2 and "grid.png" in names, (names, proc.stderr)
+        assert all(f"{stem}_s{j}.png" in names for stem in stems for j in range(3))
+        # 2 rows of LR | bicubic | 3 seeds | std | GT.
+        assert np.asarray(Image.open(out / scale / "grid.png")).shape == (2 * tile + 2, 7 * tile + 2, 3)
+    grid = np.asarray(Image.open(out / "grid.png"))  # the runs in name order: the x4 rows, then the x8 rows
+    assert grid.shape == (4 * tile + 2, 7 * tile + 2, 3)
+    np.testing.assert_array_equal(grid[:2 * tile + 2], np.asarray(Image.open(out / "x4" / "grid.png")))
+    np.testing.assert_array_equal(grid[2 * tile:], np.asarray(Image.open(out / "x8" / "grid.png")))
+    # The inputs differ in resolution: the x8 row's LR tile is 8x8 blocks of 8 pixels, the x4 row's 4x4 blocks.
+    lr4, lr8 = grid[2:66, 2:66], grid[2 * tile + 2:2 * tile + 66, 2:66]
+    assert (lr8[::8, ::8].repeat(8, 0).repeat(8, 1) == lr8).all()
+    assert not (lr4[::8, ::8].repeat(8, 0).repeat(8, 1) == lr4).all()
+    assert (lr4[::4, ::4].repeat(4, 0).repeat(4, 1) == lr4).all()

@@ -268,6 +268,20 @@ def test_sampling_reports_every_problem_before_loading_anything(tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
+def test_runs_are_checked_by_name_before_loading_anything(tmp_path, capsys):
+    """config.runs (the demo's x4 and x8): a field a run changes is checked like any other and named with its run;
+    a field that the sampling config does not have is refused by its path."""
+    config = sample_config(tmp_path / "no", tmp_path, tmp_path / "out")
+    config.runs = ml_collections.ConfigDict(dict(a=dict(tau=100.0), b=dict(tau=-1.0)))
+    status, err = run_main(config, capsys)
+    line = error_line(err)
+    assert status == 2 and "tau" in line and "(in run b)" in line and "(in run a)" not in line
+    config.runs = ml_collections.ConfigDict(dict(a=dict(sigma=1.0)))
+    status, err = run_main(config, capsys)
+    assert status == 2 and "config.runs.a.sigma: not a field of the sampling config" in error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("field, value", [("k", 3), ("scale", 3), ("k", 64)])
 def test_k_and_scale_must_divide_the_prior_size(ckpts, odd_inputs, tmp_path, capsys, field, value):
     status, err = run_main(sample_config(ckpts, odd_inputs, tmp_path / "out", **{field: value}), capsys)
