@@ -176,7 +176,8 @@ def test_init_from_starts_a_run_from_a_model_directory(tmp_path):
     for a, b in zip(jax.tree.leaves(train_lib.initial_params(config, model)), jax.tree.leaves(exported), strict=True):
         np.testing.assert_array_equal(a, b)
     random_start = train_lib.initial_params(tiny_config(), model)
-    assert any(np.abs(a - b).max() > 0 for a, b in zip(jax.tree.leaves(random_start), jax.tree.leaves(exported)))
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(jax.tree.leaves(random_start), jax.tree.leaves(exported),
+                                                         strict=True))
     state = train_lib.train(config, tmp_path / "finetune", stop_after=1)
     assert int(state.step) == 1
     resumed = train_lib.train(config, tmp_path / "finetune")
