@@ -47,3 +47,20 @@ def test_demo_command_shortened(tmp_path):
     assert (lr8[::8, ::8].repeat(8, 0).repeat(8, 1) == lr8).all()
     assert not (lr4[::8, ::8].repeat(8, 0).repeat(8, 1) == lr4).all()
     assert (lr4[::4, ::4].repeat(4, 0).repeat(4, 1) == lr4).all()
+
+
+def test_prior_samples_command(tmp_path, capsys):
+    """python -m dpi_jax.demo.prior_samples: a grid of unconditional samples of the shipped prior (2 steps here);
+    an existing PNG is kept unless --overwrite, a CRT directory is refused by name."""
+    from dpi_jax.demo import prior_samples
+
+    out = tmp_path / "samples.png"
+    args = [str(WEIGHTS / "prior"), str(out), "--count", "3", "--per_row", "2", "--respacing", "2"]
+    assert prior_samples.main(args) == 0
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (2 * 66 + 2, 2 * 66 + 2, 3)
+    assert grid[2:66, 2:66].std() > 0 and (grid[68:132, 68:132] == 255).all()  # 3 samples, the 4th tile empty
+    assert prior_samples.main(args) == 2 and "exists" in capsys.readouterr().err
+    assert prior_samples.main(args + ["--overwrite"]) == 0
+    assert prior_samples.main([str(WEIGHTS / "crt_x8"), str(tmp_path / "x.png")]) == 2
+    assert "crt" in capsys.readouterr().err
