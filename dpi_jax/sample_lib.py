@@ -217,11 +217,13 @@ def expand_runs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collect
     return expanded
 
 
-def run(config: ml_collections.ConfigDict) -> list[Path]:
-    """Super-resolve every input of ``config`` (see :func:`list_inputs`), once per run of :func:`expand_runs`;
-    returns the paths written. With several runs, ``output_dir/grid.png`` stacks the rows of their grids."""
-    out_dir = images.check_output_dir(config.output_dir)  # a file or a read-only folder fails before any work
-    runs = expand_runs(config)
+def run(config: ml_collections.ConfigDict, runs: list | None = None) -> list[Path]:
+    """Super-resolve every input of ``config`` (see :func:`list_inputs`), once per run of ``runs`` (by default
+    :func:`expand_runs` of ``config``); returns the paths written. With several runs, ``output_dir/grid.png`` stacks
+    the rows of their grids."""
+    runs = expand_runs(config) if runs is None else runs
+    if len(runs) > 1:  # one run checks its own folder; several: a file or a read-only folder fails before any work
+        out_dir = images.check_output_dir(config.output_dir)
     written, rows = [], []
     for name, run_config in runs:
         if name:
@@ -287,13 +289,14 @@ def main(config: ml_collections.ConfigDict, verbose: bool = False) -> int:
     """Validate the config (:func:`dpi_jax.validation.check_sampling`, before any model is loaded) and run; a setup
     error gives exit status 2 and one line ``error: ...`` on stderr, the traceback only with ``verbose``."""
     def validated_run():
-        for name, run_config in expand_runs(config):
+        runs = expand_runs(config)
+        for name, run_config in runs:
             try:
                 validation.check_sampling(run_config)
             except validation.ConfigError as err:
                 if not name:
                     raise
                 raise validation.ConfigError([f"{p} (in run {name})" for p in err.problems]) from None
-        run(config)
+        run(config, runs)
 
     return validation.run_cli(validated_run, verbose=verbose, setup_errors=(SetupError,))
