@@ -10,11 +10,10 @@ is checked before any model is loaded (dpi_jax/validation.py); a setup error exi
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from dpi_jax import sample_lib, validation
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Sampling configuration file.")
+_CONFIG = validation.define_config_file("config", "configs/demo.py", "Sampling configuration file.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
 
 
@@ -22,7 +21,9 @@ def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(sample_lib.main(_CONFIG.value, verbose=_VERBOSE.value))
+    overrides = [name[len("config."):] for name in flags.FLAGS
+                 if name.startswith("config.") and flags.FLAGS[name].present]
+    sys.exit(sample_lib.main(_CONFIG.value, verbose=_VERBOSE.value, overrides=overrides))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.tau = 300.0
     config.s = 1.2
     config.omega = 750.0
+    # Table 4's switches (static; see dpi_jax.sampler.Settings): stage II's refinement (the CRT corrects the mixed
+    # sample) and the weight w = t / omega of Eq. 9 (False: w = 1). No CRT is crt_checkpoint = '', no stage II tau = 0.
+    config.refine = True
+    config.weight = True
     # Diffusion.
     config.num_timesteps = 1000
     config.beta_schedule = "linear"

@@ -38,12 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
-from dpi_jax import diffusion, sampler
+from dpi_jax import diffusion, sampler, validation
 from dpi_jax.models import ADM, CRT, CRT_256, FFHQ_10M
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/x8.py", "Sampling config (tau, s, omega, k).")
+_CONFIG = validation.define_config_file("config", "configs/x8.py", "Sampling config (tau, s, omega, k).")
 _BATCH = flags.DEFINE_integer("batch", 1, "Images per batch.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Sampler steps (respacing of the 1000-step schedule).")
 _DTYPE = flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype of the networks.")

@@ -1,6 +1,7 @@
 """The model checkpoint format of dpi-jax, shared by the weight port and training.
 
-A checkpoint is a directory holding ``model.json`` (``{"kind": "adm" | "crt", "config": {guided-diffusion names}}``)
+A checkpoint is a directory holding ``model.json`` (``{"kind": "adm" | "crt", "config": {guided-diffusion names}}``,
+plus optional fields: the training ``step``, and a CRT's SR ``scale``, see :func:`stored_scale`)
 and ``params/``, an orbax checkpoint of the float32 parameter pytree. ``load_model`` restores it against the tree
 that the config's module defines, so a checkpoint whose parameters do not fit its config is refused.
 
@@ -12,7 +13,8 @@ Robustness:
   and puts a previous export back where a crash fell between two renames (only where the exchange is unavailable).
 - reading names what is wrong: a directory that is not a checkpoint, a checkpoint of another kind than the one
   asked for (:func:`load_model`'s ``expected_kind``), parameters that do not fit ``model.json``'s config (listed), and
-  a damaged ``params/`` (:class:`CheckpointError` "checkpoint <dir> is damaged (...)").
+  a damaged ``params/`` (:class:`CheckpointError` "checkpoint <dir> is damaged (...)"), including files that still
+  read but hold NaN or Inf (bit rot), named with their parameters.
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ def repair(directory) -> list[str]:
 def read_checkpoint(directory, target_fn) -> tuple[dict, dict]:
     """(meta, params) of a directory written by :func:`write_checkpoint`; ``target_fn(meta)`` gives the expected
     parameter tree (ShapeDtypeStructs), so parameters that do not fit the description are refused
-    (:class:`CheckpointError` listing them), and damaged files give "checkpoint <dir> is damaged (...)"."""
+    (:class:`CheckpointError` listing them), and damaged files give "checkpoint <dir> is damaged (...)", as do
+    parameters holding NaN or Inf (:func:`check_finite`)."""
     kind, config = read_model_config(directory)
     meta = {"kind": kind, "config": config}
     path = Path(directory).resolve() / PARAMS_DIR
@@ -173,7 +176,22 @@ def read_checkpoint(directory, target_fn) -> tuple[dict, dict]:
     except Exception as err:  # orbax/tensorstore raise ValueError, RuntimeError, ... for damaged files
         _quiet_closed_event_loop()
         raise CheckpointError(f"checkpoint {directory} is damaged ({_short(err)})") from err
+    check_finite(directory, params)
     return meta, params
+
+
+def check_finite(directory, params) -> None:
+    """Refuse restored ``params`` holding NaN or Inf (bytes flipped in files that still read): a
+    :class:`CheckpointError` "checkpoint <dir> is damaged (...)" naming every such parameter with its counts. One
+    reduction per parameter, on the host; the counts only for the bad ones."""
+    bad = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        value = np.asarray(leaf)
+        if not np.isfinite(value).all():
+            bad.append(f"{_name(path)} ({np.isnan(value).sum()} NaN, {np.isinf(value).sum()} Inf of {value.size})")
+    if bad:
+        raise CheckpointError(f"checkpoint {directory} is damaged (non-finite values in {len(bad)} parameter(s): "
+                              f"{_listed(bad)})")
 
 
 def _short(err: BaseException, limit: int = 300) -> str:
@@ -256,6 +274,19 @@ def read_model_config(directory) -> tuple[str, dict]:
     if not isinstance(config, dict):
         raise CheckpointError(f"{meta_path}: 'config' must be a JSON object, not {type(config).__name__}")
     return kind, config
+
+
+def stored_scale(directory) -> int | None:
+    """The SR scale a CRT checkpoint was made for: ``scale`` in its model.json, written by training
+    (``train_lib.export_model``) and by ``python -m dpi_jax.port --model crt --scale N``. None when it is not stored
+    (an adm checkpoint, or a CRT exported or ported before the field existed): the scale is then unknown. A stored
+    value that is not a positive integer is a :class:`CheckpointError` naming the file."""
+    read_model_config(directory)  # a clear error when ``directory`` is not a checkpoint
+    meta_path = Path(directory) / MODEL_FILE
+    scale = json.loads(meta_path.read_text()).get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
+        raise CheckpointError(f"{meta_path}: 'scale' must be a positive integer, not {scale!r}")
+    return scale
 
 
 def check_kind(directory, expected_kind: str, role: str = "the checkpoint") -> tuple[str, dict]:

@@ -75,6 +75,8 @@ def space_timesteps(num_timesteps: int, section_counts: str | int | Sequence[int
     else:
         counts = [int(c) for c in section_counts]
 
+    if any(c < 0 for c in counts) or sum(counts) < 1:
+        raise ValueError(f"respacing {section_counts!r}: step counts must be >= 0 and keep at least one step")
     size_per, extra = divmod(num_timesteps, len(counts))
     start, kept = 0, []
     for j, count in enumerate(counts):

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")  # a GIF: its first frame
 # The largest input read, in pixels (width x height): 50 megapixels, far above any face photo. Bigger files (e.g. a
 # 20000x20000 scan, or a "decompression bomb" whose header claims a huge size) are skipped by name instead of
 # filling the memory. Pass ``max_pixels`` to read_rgb to change it per call; PIL's own global guard
@@ -67,10 +67,26 @@ def _open_limited(path: Path, max_pixels: int):
     return im
 
 
+def _to_8bit(values: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    """A single-channel 32-bit integer or float image as uint8, by the range its values use: [0, 1] (float
+    only) is scaled by 255, [0, 255] kept, [0, 65535] divided by 257; anything else (negative values, larger ones,
+    NaN) cannot be told apart from another convention and is refused by name."""
+    finite = np.isfinite(values).all()
+    low, high = (values.min(), values.max()) if finite and values.size else (np.nan, np.nan)
+    if finite and low >= 0:
+        for top, factor in ((1.0, 255.0), (255.0, 1.0), (65535.0, 1 / 257.0)):
+            if high <= top and (top != 1.0 or mode == "F"):
+                return np.round(values * factor).clip(0, 255).astype(np.uint8)
+    raise ImageReadError(f"{path}: a {mode} (single-channel {'float' if mode == 'F' else 'integer'}) image with "
+                         f"values in [{low:g}, {high:g}]: not one of the ranges [0, 1], [0, 255], [0, 65535] "
+                         "read here; convert it to 8-bit RGB")
+
+
 def read_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3). Grayscale, palette and 16-bit images are converted; an alpha channel is
-    composited over white. Raises :class:`ImageReadError` naming the file when it cannot be decoded, for whatever
-    reason, or has more than ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) pixels."""
+    """An image file as uint8 RGB (H, W, 3). Grayscale, palette, 16- and 32-bit images are converted (32-bit ones by
+    the range of their values, :func:`_to_8bit`); an alpha channel is composited over white. Raises
+    :class:`ImageReadError` naming the file when it cannot be decoded, for whatever reason, or has more than
+    ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) pixels."""
     path = Path(path)
     try:
         with _open_limited(path, MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)) as im:
@@ -79,8 +95,10 @@ def read_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarr
                 rgba = im.convert("RGBA")
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(background, rgba)
-            elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            elif im.mode in ("I;16", "I;16B", "I;16L"):
                 im = Image.fromarray((np.asarray(im, np.float64) / 257.0).clip(0, 255).astype(np.uint8))
+            elif im.mode in ("I", "F"):  # 32-bit integer or float: the bit depth does not say the range
+                im = Image.fromarray(_to_8bit(np.asarray(im, np.float64), im.mode, path))
             rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except ImageReadError:
         raise

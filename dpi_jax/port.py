@@ -1,7 +1,7 @@
 """Port PyTorch guided-diffusion / DPI checkpoints (``ffhq_10m.pt``, the CRT) to dpi-jax checkpoints.
 
     python -m dpi_jax.port ffhq_10m.pt checkpoints/ffhq_10m --model ffhq_10m
-    python -m dpi_jax.port crt.pt checkpoints/crt_x8 --model crt
+    python -m dpi_jax.port crt.pt checkpoints/crt_x8 --model crt --scale 8
     python -m dpi_jax.port other.pt out_dir --model other_config.json --kind adm
     python -m dpi_jax.port alexnet-owt-7be5be79.pth checkpoints/metrics/lpips_alex --model lpips_alex
     python -m dpi_jax.port pt_inception-2015-12-05-6726825d.pth checkpoints/metrics/fid_inception --model fid_inception
@@ -10,7 +10,8 @@
 The Flax tree mirrors the state_dict: module ``a_1_b_2`` holds the PyTorch keys ``a.1.b.2.*``; ``weight`` is a
 ``kernel`` (convolutions OIHW -> HWIO, linear and 1-D convolutions (O, I[, 1]) -> (I, O)) or a GroupNorm ``scale``.
 Every key must be used and every parameter filled, with the right shape: otherwise nothing is written and the error
-lists all missing keys, unexpected keys and shape mismatches.
+lists all missing keys, unexpected keys and shape mismatches. A CRT's ``--scale`` (the SR factor it was trained for)
+goes into its model.json, where sampling checks it (:func:`dpi_jax.checkpoint.stored_scale`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class PortError(ValueError):
 def load_torch_state_dict(path) -> dict:
     """A PyTorch state_dict as float32 NumPy arrays, read with ``torch.load(weights_only=True)`` (no pickled code
     runs). A ``module.`` prefix (DataParallel) and a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper are
-    removed. Values that are not tensors, and tensors holding NaN or Inf, are refused (PortError listing every key)."""
+    removed. Values that are not tensors, complex tensors (their imaginary part would be lost), and tensors holding NaN
+    or Inf, are refused (PortError listing every key)."""
     try:
         import torch
     except ImportError as err:
@@ -59,6 +61,10 @@ def load_torch_state_dict(path) -> dict:
     others = [f"{k} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if others:
         raise PortError(f"{path}: {len(others)} value(s) of the state_dict are not tensors: {', '.join(others)}")
+    complex_ = [f"{k} ({v.dtype})" for k, v in state.items() if v.is_complex()]
+    if complex_:
+        raise PortError(f"{path}: {len(complex_)} tensor(s) of the state_dict are complex (a port would drop their "
+                        f"imaginary part): {', '.join(complex_)}")
     arrays = {k: v.detach().float().numpy() for k, v in state.items()}
     bad = [f"{k} ({np.isnan(a).sum()} NaN, {np.isinf(a).sum()} Inf of {a.size})" for k, a in arrays.items()
            if not np.isfinite(a).all()]
@@ -98,23 +104,29 @@ def to_flax(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
 def fill_params(expected: dict, state_dict: dict, what: str, ignore=lambda key: False) -> dict:
     """Flax params (nested dict of float32 arrays) from a PyTorch state_dict through ``expected`` = {state_dict key:
     (Flax path, Flax shape)}, each value converted by :func:`to_flax`. Raises :class:`PortError` listing every missing
-    key, unexpected key (other than ``ignore(key)``) and shape mismatch, for the network named ``what``: nothing is
-    converted half. Every port of the project (the DPI networks, the metric networks) goes through here."""
-    params, missing, mismatched = {}, [], []
+    key, unexpected key (other than ``ignore(key)``), shape mismatch and complex value, for the network named
+    ``what``: nothing is converted half. Every port of the project (the DPI networks, the metric networks) goes through
+    here."""
+    params, missing, mismatched, complex_ = {}, [], [], []
     for key, (path, shape) in expected.items():
         if key not in state_dict:
             missing.append(key)
             continue
-        value = to_flax(np.asarray(state_dict[key]), shape)
+        array = np.asarray(state_dict[key])
+        if np.iscomplexobj(array):
+            complex_.append(f"{key} ({array.dtype})")
+            continue
+        value = to_flax(array, shape)
         if value is None:
             mismatched.append(f"{key}: checkpoint {tuple(np.shape(state_dict[key]))}, model expects "
                               f"{_torch_shape(shape, np.ndim(state_dict[key]))}")
             continue
         params[path] = value
     unexpected = sorted(k for k in state_dict if k not in expected and not ignore(k))
-    if missing or unexpected or mismatched:
+    if missing or unexpected or mismatched or complex_:
         raise misfit_error(f"the state_dict does not fit the {what} ({len(expected)} parameters expected):",
-                           {"missing keys": missing, "unexpected keys": unexpected, "shape mismatches": mismatched})
+                           {"missing keys": missing, "unexpected keys": unexpected, "shape mismatches": mismatched,
+                            "complex values (the weights are real)": complex_})
     return unflatten_dict(params)
 
 
@@ -177,6 +189,9 @@ def main(argv=None) -> int:
     parser.add_argument("--heads", help="lpips_alex/lpips_vgg: the v0.1 linear heads (.pth; default: the ones the "
                                         "lpips package ships)")
     parser.add_argument("--kind", choices=["adm", "crt"], help="network kind for a config file (default adm)")
+    parser.add_argument("--scale", type=int, help="a crt: the SR factor it was trained for (e.g. 8), stored in its "
+                                                  "model.json so that sampling at another scale is refused "
+                                                  "(default: not stored, unknown)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--verbose", action="store_true", help="print the traceback of an error")
     args = parser.parse_args(argv)
@@ -200,7 +215,11 @@ def _port_metric_network(args) -> Path:
 
 def _convert(args) -> int:
     """What main does once the arguments are parsed; errors propagate to ``validation.run_cli`` (exit status 2)."""
+    if args.scale is not None and args.scale < 1:
+        raise PortError(f"--scale {args.scale}: must be a positive integer")
     if args.model in METRIC_MODELS:
+        if args.scale is not None:
+            raise PortError(f"--scale applies to a crt, not to the metric network {args.model}")
         if Path(args.dst).exists() and not args.overwrite:
             raise FileExistsError(f"{args.dst} already exists (pass --overwrite to replace it)")
         try:
@@ -217,6 +236,8 @@ def _convert(args) -> int:
             config, kind = read_config_file(args.model), args.kind or "adm"
         except (ValueError, OSError, KeyError) as err:
             raise PortError(f"--model {args.model}: {err}") from err
+    if args.scale is not None and kind != "crt":
+        raise PortError(f"--scale applies to a crt, not to {checkpoint.KIND_NAMES.get(kind, kind)} model")
     if Path(args.dst).exists() and not args.overwrite:
         raise FileExistsError(f"{args.dst} already exists (pass --overwrite to replace it)")
     state_dict = load_torch_state_dict(args.src)  # its errors name the file
@@ -224,7 +245,8 @@ def _convert(args) -> int:
         params = convert_state_dict(state_dict, config, kind)
     except PortError as err:
         raise PortError(f"{args.src}: {err}") from err
-    out = checkpoint.save_model(args.dst, params, config, kind=kind, overwrite=args.overwrite)
+    extra = {} if args.scale is None else {"scale": args.scale}
+    out = checkpoint.save_model(args.dst, params, config, kind=kind, overwrite=args.overwrite, extra=extra)
     print(f"converted {count_params(params):,} parameters of a {kind} model from {args.src} to {out}")
     return 0
 

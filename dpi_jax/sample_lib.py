@@ -19,6 +19,7 @@ compilation serves the whole folder, and are split over all devices.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import jax
@@ -27,7 +28,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from dpi_jax import checkpoint, diffusion, images, sampler, sharding, validation
+from dpi_jax import checkpoint, diffusion, folders, images, sampler, sharding, validation
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +51,57 @@ class SetupError(RuntimeError):
     """A missing checkpoint or folder, with instructions; sample.py prints it and exits non-zero."""
 
 
+def model_configs(config: ml_collections.ConfigDict) -> tuple[dict, dict]:
+    """The model configs of the prior and the CRT (``{}`` without one) from their model.json, no parameter read:
+    both checkpoints must exist and be of the right kind (an adm prior, a crt corrector), and k, scale and the CRT's
+    size must fit the prior's image size."""
+    if not Path(config.prior_checkpoint).exists():
+        raise SetupError(PRIOR_HELP.format(path=config.prior_checkpoint))
+    if config.crt_checkpoint and not Path(config.crt_checkpoint).exists():
+        raise SetupError(CRT_HELP.format(path=config.crt_checkpoint))
+    _, prior_config = checkpoint.check_kind(config.prior_checkpoint, "adm", "prior_checkpoint")
+    crt_config = {}
+    if config.crt_checkpoint:
+        crt_config = checkpoint.check_kind(config.crt_checkpoint, "crt", "crt_checkpoint")[1]
+        check_crt_scale(config)
+    if not isinstance(prior_config.get("image_size"), int):
+        raise SetupError(f"prior_checkpoint {config.prior_checkpoint}: its model.json has no integer image_size")
+    validation.check_sampling_sizes(config, prior_config["image_size"], crt_config.get("image_size"))
+    return prior_config, crt_config
+
+
+def check_crt_scale(config: ml_collections.ConfigDict) -> None:
+    """A CRT corrects the LR pixels of one SR scale: one whose model.json stores another scale than ``config.scale``
+    is refused; one that stores none (older exports and ports) is used with a warning."""
+    trained = checkpoint.stored_scale(config.crt_checkpoint)
+    if trained is None:
+        log.warning("crt_checkpoint %s does not say which scale it was trained for (no 'scale' in its model.json): "
+                    "make sure it is a x%s CRT", config.crt_checkpoint, config.scale)
+    elif trained != config.scale:
+        raise validation.ConfigError([f"config.scale = {config.scale}: crt_checkpoint {config.crt_checkpoint} was "
+                                      f"trained for x{trained}; use a x{config.scale} CRT or --config.scale={trained}"])
+
+
 def load_models(config: ml_collections.ConfigDict):
     """(prior, prior_params, crt or None, crt_params or None) from the configured checkpoints. Before any parameter
     is read, both checkpoints must exist and be of the right kind (an adm prior, a crt corrector), and k, scale and
     the CRT's size must fit the prior's image size (all from their model.json)."""
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
-    if not Path(config.prior_checkpoint).exists():
-        raise SetupError(PRIOR_HELP.format(path=config.prior_checkpoint))
-    if config.crt_checkpoint and not Path(config.crt_checkpoint).exists():
-        raise SetupError(CRT_HELP.format(path=config.crt_checkpoint))
+    model_configs(config)
     roles = {"adm": "prior_checkpoint", "crt": "crt_checkpoint"}
-    _, prior_config = checkpoint.check_kind(config.prior_checkpoint, "adm", roles["adm"])
-    crt_config = checkpoint.check_kind(config.crt_checkpoint, "crt", roles["crt"])[1] if config.crt_checkpoint else {}
-    if isinstance(prior_config.get("image_size"), int):
-        validation.check_sampling_sizes(config, prior_config["image_size"], crt_config.get("image_size"))
     prior, prior_params = checkpoint.load_module(config.prior_checkpoint, dtype, "adm", roles["adm"])
     crt, crt_params = (checkpoint.load_module(config.crt_checkpoint, dtype, "crt", roles["crt"])
                        if config.crt_checkpoint else (None, None))
+    if crt is None:
+        log.info(PRIOR_ONLY_NOTE)
     return prior, prior_params, crt, crt_params
+
+
+PRIOR_ONLY_NOTE = (
+    "prior-only run: no CRT is configured (crt_checkpoint=''). This is a valid mode, the paper's Table 4 \"w/o CRT\": "
+    "the condition stays the LR input's own pixels at every step, noised to each step's level (Eqs. 6-7), and is "
+    "never corrected. Expect results close to the CRT's in consistency, grainier in detail; a CRT (train.py "
+    "--config configs/crt_x8.py, or a ported one) repairs the degraded condition pixels.")
 
 
 SYNTHFACES_PREFIX = "synthfaces:"
@@ -145,37 +179,54 @@ def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=N
         return inputs
 
     paths = images.list_images(config.input_dir)
-    for path in paths[:num_images] if num_images > 0 else paths:
-        if done(path.stem):
+    others = sorted(p.name for p in Path(config.input_dir).iterdir() if p.is_file() and p not in set(paths))
+    if others:
+        log.warning("%s: %d file(s) skipped, not of an image type read here (%s): %s", config.input_dir, len(others),
+                    " ".join(images.IMAGE_SUFFIXES), ", ".join(others[:10]) + (" ..." if len(others) > 10 else ""))
+    if not paths:
+        raise SetupError(f"input_dir {config.input_dir} holds no image files ({' '.join(images.IMAGE_SUFFIXES)})")
+    paths = paths[:num_images] if num_images > 0 else paths
+    skipped = 0
+    for path, name in zip(paths, folders.unique_names(paths), strict=True):
+        if done(name):
+            skipped += 1
             continue
         try:
-            inputs.append((path.stem,) + prepare_input(path, config, image_size))
+            inputs.append((name,) + prepare_input(path, config, image_size))
         except images.ImageReadError as err:
             log.error("skipped %s", err)
         except Exception as err:  # any failure to prepare one file skips that file, by name; the run goes on
             log.error("skipped %s: cannot prepare it (%s: %s)", path, type(err).__name__, err)
+    if not inputs and not skipped:
+        raise SetupError(f"input_dir {config.input_dir}: none of its {len(paths)} image file(s) could be read "
+                         "(each is named above)")
     return inputs
 
 
 def sample_batches(todo: list[tuple], config: ml_collections.ConfigDict, prior, prior_params, crt=None,
-                   crt_params=None, *, tau=None, s=None, omega=None, progress: bool = True, desc: str = "DPI",
+                   crt_params=None, *, overrides: dict | None = None, progress: bool = True, desc: str = "DPI",
                    leave: bool = True):
     """Run DPI on ``todo`` (items of :func:`list_inputs`) in batches of ``config.batch_size``; yields ``(batch, sr)``
-    with ``sr`` (num_seeds, len(batch), H, W, 3) float in [-1, 1]. ``tau``/``s``/``omega`` override the config's
-    (timestep units, as in the config); ``crt=None`` samples without the corrector. Batch j, seed n uses
+    with ``sr`` (num_seeds, len(batch), H, W, 3) float in [-1, 1]. ``overrides`` replace fields of the config's
+    :class:`~dpi_jax.sampler.Settings` (tau/omega in timestep units, as in the config; a ``k`` other than the
+    config's remakes I_L^bc from the LR); ``crt=None`` samples without the corrector. Batch j, seed n uses
     ``fold_in(fold_in(PRNGKey(config.seed), j), n)`` whatever the settings, so that settings are compared on the
     same noise."""
     schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
-    overrides = {n: v for n, v in dict(tau=tau, s=s, omega=omega).items() if v is not None}
-    settings = sampler.Settings.from_config(config, **overrides).validate(schedule.num_timesteps)
+    settings = sampler.Settings.from_config(config, **(overrides or {})).validate(schedule.num_timesteps)
+    if prior.image_size % settings.k:
+        raise SetupError(f"k = {settings.k}: must divide the prior's image size {prior.image_size}")
+    condition = (lambda item: item[2]) if settings.k == config.k else (
+        lambda item: images.condition_from_lr(item[1], prior.image_size, settings.k))
     num_seeds = int(config.num_seeds)
     mesh = sharding.data_mesh()
-    batch_size = -(-config.batch_size // mesh.size) * mesh.size  # a multiple of the device count
+    check_memory(config, prior.image_size, len(todo))
+    batch_size = effective_batch_size(config.batch_size, len(todo), mesh.size)
     nets = sharding.replicate(sampler.Networks(prior, prior_params, crt, crt_params if crt is not None else None),
                               mesh)
     batches = [todo[j:j + batch_size] for j in range(0, len(todo), batch_size)]
     for j, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=leave)):
-        cond = np.stack([images.to_model(item[2]) for item in batch])
+        cond = np.stack([images.to_model(condition(item)) for item in batch])
         pad = batch_size - len(batch)
         cond = np.concatenate([cond, np.repeat(cond[-1:], pad, axis=0)]) if pad else cond
         batch_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), j)
@@ -183,6 +234,41 @@ def sample_batches(todo: list[tuple], config: ml_collections.ConfigDict, prior, 
         sr = sampler.sample_seeds(keys, sharding.shard_batch(jnp.asarray(cond), mesh), nets, schedule, settings,
                                   chunk_size=config.seed_chunk or None)
         yield batch, np.asarray(jax.device_get(sr))[:, : len(batch)]  # (seeds, batch, H, W, 3) in [-1, 1]
+
+
+def effective_batch_size(batch_size: int, num_inputs: int, num_devices: int = 1) -> int:
+    """The batch the sampler runs: ``batch_size``, but no larger than the number of inputs (padding 3 inputs to a
+    batch of 10**12 would be all padding), rounded up to a multiple of the device count."""
+    batch = max(1, min(int(batch_size), int(num_inputs)))
+    return -(-batch // num_devices) * num_devices
+
+
+BYTES_PER_PIXEL_IN_FLIGHT = 3200  # the full-size sampler's working memory per image and seed (bench: ~200 MiB at 256²)
+
+
+def memory_limit() -> int:
+    """The bytes one sampling program may use: the first device's limit when it reports one (GPU/TPU), otherwise
+    the host's physical memory."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(config: ml_collections.ConfigDict, image_size: int, num_inputs: int) -> None:
+    """A rough up-front bound, before any sampling: the seeds sampled at once (``seed_chunk`` or all
+    ``num_seeds``) times the batch, at about :data:`BYTES_PER_PIXEL_IN_FLIGHT` per pixel, plus the results kept on
+    the host, must fit :func:`memory_limit`; otherwise a ConfigError says which fields to lower."""
+    batch = effective_batch_size(config.batch_size, num_inputs)
+    seeds = int(config.num_seeds)
+    in_flight = min(int(config.seed_chunk) or seeds, seeds)
+    need = image_size**2 * batch * (in_flight * BYTES_PER_PIXEL_IN_FLIGHT + seeds * 3 * 4)
+    limit = memory_limit()
+    if need > limit:
+        raise validation.ConfigError([
+            f"config.num_seeds = {seeds}, seed_chunk = {config.seed_chunk}, batch_size = {config.batch_size}: about "
+            f"{need / 2**30:.1f} GiB for {batch} {image_size}x{image_size} image(s) at once, more than the "
+            f"{limit / 2**30:.1f} GiB here; lower num_seeds or batch_size, or set seed_chunk (seeds sampled at once)"])
 
 
 GRID_SEEDS = 4  # at most this many seeds per row of a grid
@@ -222,18 +308,20 @@ def run(config: ml_collections.ConfigDict, runs: list | None = None) -> list[Pat
     :func:`expand_runs` of ``config``); returns the paths written. With several runs, ``output_dir/grid.png`` stacks
     the rows of their grids."""
     runs = expand_runs(config) if runs is None else runs
-    if len(runs) > 1:  # one run checks its own folder; several: a file or a read-only folder fails before any work
-        out_dir = images.check_output_dir(config.output_dir)
+    if len(runs) == 1:
+        return run_one(runs[0][1])[0]
+    # Several: a file or a read-only folder fails before any work, and the folder is locked for all of them.
+    out_dir = images.check_output_dir(config.output_dir)
     written, rows = [], []
-    for name, run_config in runs:
-        if name:
+    with folders.locked(out_dir, "sampling run"):
+        for name, run_config in runs:
             log.info("run %s: scale %s, tau %s, s %s, omega %s -> %s", name, run_config.scale, run_config.tau,
                      run_config.s, run_config.omega, run_config.output_dir)
-        run_written, run_rows = run_one(run_config)
-        written += run_written
-        rows += run_rows
-    if len(runs) > 1 and rows:
-        written.append(write_grid(out_dir, rows, config))
+            run_written, run_rows = run_one(run_config)
+            written += run_written
+            rows += run_rows
+        if rows:
+            written.append(write_grid(out_dir, rows, config))
     return written
 
 
@@ -248,36 +336,46 @@ def write_grid(out_dir: Path, rows: list, config: ml_collections.ConfigDict) -> 
 
 
 def run_one(config: ml_collections.ConfigDict) -> tuple[list[Path], list]:
-    """One run (no ``runs``): the paths written and the rows of its grid."""
+    """One run (no ``runs``): the paths written and the rows of its grid. The output folder is locked for the run
+    (:func:`dpi_jax.folders.locked`) and may not be the input folder."""
     out_dir = images.check_output_dir(config.output_dir)
-    if config.mode == "photo":  # whole photos: detect, align, restore and paste back every face
-        from dpi_jax.photo import pipeline
-        return pipeline.run(config), []
-    if synthfaces_split(config.input_dir) is None and not Path(config.input_dir).is_dir():
+    from_folder = synthfaces_split(config.input_dir) is None
+    if (from_folder or config.mode == "photo") and not Path(config.input_dir).is_dir():
         raise SetupError(f"input_dir {config.input_dir} is not a folder (nothing was loaded or written)")
-    prior, prior_params, crt, crt_params = load_models(config)
-    image_size = prior.image_size
-    diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if from_folder:
+        folders.check_not_inputs(config.input_dir, out_dir)
+    with folders.locked(out_dir, "sampling run"):
+        if config.mode == "photo":  # whole photos: detect, align, restore and paste back every face
+            from dpi_jax.photo import pipeline
+            return pipeline.run(config), []
+        return _sample_folder(config, out_dir)
 
+
+def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path) -> tuple[list[Path], list]:
+    image_size = model_configs(config)[0]["image_size"]
+    diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early
     num_seeds = int(config.num_seeds)
     todo = list_inputs(config, image_size, out_dir)
     if not todo:
-        log.warning("nothing to do in %s", config.input_dir)
+        log.warning("nothing to do in %s: every input's output exists in %s", config.input_dir, out_dir)
         return [], []
+    check_memory(config, image_size, len(todo))  # before any parameter is read
+    prior, prior_params, crt, crt_params = load_models(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     written, rows = [], []
     for batch, sr in sample_batches(todo, config, prior, prior_params, crt, crt_params):
         for n, (name, lr, _, hr) in enumerate(batch):
             results = images.to_uint8(sr[:, n])
             extra = []
+            keep = not config.overwrite  # per-image files follow the grid's no-clobber rule
             if num_seeds == 1:
-                written.append(images.save_png(out_dir / f"{name}.png", results[0]))
+                written.append(images.save_png(out_dir / f"{name}.png", results[0], overwrite=not keep))
             else:
                 for m, result in enumerate(results):
-                    written.append(images.save_png(out_dir / f"{name}_s{m}.png", result))
+                    written.append(images.save_png(out_dir / f"{name}_s{m}.png", result, overwrite=not keep))
                 extra = [images.diversity_map(sr[:, n])]
-                written.append(images.save_png(out_dir / f"{name}_std.png", extra[0]))
+                written.append(images.save_png(out_dir / f"{name}_std.png", extra[0], overwrite=not keep))
             if len(rows) < config.grid_rows:
                 rows.append(grid_row(lr, results, image_size, extra=extra, gt=hr))
     written.append(write_grid(out_dir, rows, config))
@@ -285,10 +383,30 @@ def run_one(config: ml_collections.ConfigDict) -> tuple[list[Path], list]:
     return written, rows
 
 
-def main(config: ml_collections.ConfigDict, verbose: bool = False) -> int:
+def shadowed_overrides(config: ml_collections.ConfigDict, overrides=()) -> list[str]:
+    """The problems of command-line ``overrides`` (dotted field names, e.g. ``"tau"``) that no run would use: a
+    top-level field that a run of ``config.runs`` sets itself (the demo's runs set tau, s, omega, scale and
+    crt_checkpoint), so that the run's own value would silently win."""
+    runs = config.get("runs") or {}
+    problems = []
+    for dotted in overrides:
+        field = dotted.split(".", 1)[0]
+        setters = [name for name, fields in runs.items() if field in fields]
+        if field != "runs" and setters:
+            problems.append(f"config.{dotted} = {config[field]!r}: not used, the run(s) {', '.join(setters)} of "
+                            f"config.runs set their own {field}; set it per run, e.g. "
+                            f"--config.runs.{setters[0]}.{dotted}=...")
+    return problems
+
+
+def main(config: ml_collections.ConfigDict, verbose: bool = False, overrides=()) -> int:
     """Validate the config (:func:`dpi_jax.validation.check_sampling`, before any model is loaded) and run; a setup
-    error gives exit status 2 and one line ``error: ...`` on stderr, the traceback only with ``verbose``."""
+    error gives exit status 2 and one line ``error: ...`` on stderr, the traceback only with ``verbose``.
+    ``overrides``: the dotted fields set on the command line (refused where a run would ignore them)."""
     def validated_run():
+        problems = shadowed_overrides(config, overrides)
+        if problems:
+            raise validation.ConfigError(problems)
         runs = expand_runs(config)
         for name, run_config in runs:
             try:

@@ -13,9 +13,14 @@ One step (:func:`dpi_step`) at step index ``i``, with ``t = schedule.timestep_ma
    under DDIM, both x' and y' are DDIM means with eps re-derived from the clipped x̂0 (x̂0 := y for y');
 4. stage I (t > tau, Eq. 8): x = (1 - m_f) x' + m_f y';
    stage II (t <= tau, Eq. 9): m_a = Mask_gen(y, s), w = t / omega, x = (1 - m_a) x' + w m_a y' + (1 - w) m_a x',
-   and y' := x;
-5. the corrector (Eq. 16): y = m_f CRT(m_f y', t, m_f y_T), or y = m_f y' without a CRT;
+   and y' := x (the refinement);
+5. the corrector (Eq. 16): y = m_f CRT(m_f y', t, m_f y_T); without a CRT the condition is never updated: y stays
+   y_T, the LR input's own pixels (the paper's Table 4 "w/o CRT");
 6. at i == 0 the step returns x' and leaves y as it was (as the authors' code does).
+
+Table 4's ablations are settings: no CRT is ``Networks`` without one, no refinement ``Settings(refine=False)`` (stage II
+passes the CRT y' itself, not the mixed x), no stage II ``tau=0``, no weight ``Settings(weight=False)`` (w = 1 in
+Eq. 9), another sparsity ``k``. The switches are static; tau, s, omega and eta stay traced.
 
 tau and omega are in the paper's units, the original timestep t (Eq. 9: "when t < tau", w = t / omega), under any
 respacing: the paper's x8 setting (300, 1.2, 750) means the same on 1000 DDPM steps, 250 respaced steps or DDIM-20.
@@ -55,8 +60,13 @@ class Settings:
       omega: the interpolation scale of stage II, w = t / omega (Eq. 9), in units of t; > 0.
       eta: DDIM's stochasticity (method "ddim" only), in [0, 1].
     Static (part of the compiled program):
-      k: sparsity of the condition grid (every k-th pixel in each direction).
+      k: sparsity of the condition grid (every k-th pixel in each direction; 2 in the paper, Table 4 "w/o k = 2").
       method: "ddpm" (ancestral) or "ddim".
+      refine: stage II's iterative refinement (Table 4 "w/ Refine"): the CRT corrects the mixed sample of Eq. 9
+        (y' := x). False: it corrects the condition's own posterior sample y', so the corrected conditions are "used
+        solely as conditions at each time step without participating in the iterative refinement".
+      weight: the weight w = t / omega of Eq. 9 (Table 4 "w/ Weight"); False: w = 1, the condition's pixels replace
+        the sample's wherever m_a is set.
       var_type, clip_denoised: the prior's variance parameterisation and x̂0 clipping
         (see :func:`dpi_jax.diffusion.p_mean_variance`).
     """
@@ -69,6 +79,8 @@ class Settings:
     method: str = flax.struct.field(pytree_node=False, default="ddpm")
     var_type: str = flax.struct.field(pytree_node=False, default="learned_range")
     clip_denoised: bool = flax.struct.field(pytree_node=False, default=True)
+    refine: bool = flax.struct.field(pytree_node=False, default=True)
+    weight: bool = flax.struct.field(pytree_node=False, default=True)
 
     TRACED = ("tau", "s", "omega", "eta")
 
@@ -81,19 +93,31 @@ class Settings:
         return cls(**values)
 
     def validate(self, num_timesteps: int) -> "Settings":
-        """Check every concrete value (traced ones are skipped); raises ValueError naming the field, the value and
-        the allowed range. Returns ``self``."""
+        """Check every concrete value (traced ones are skipped); raises ValueError naming every invalid field, its
+        value and the allowed range (:meth:`problems`, joined by "; "). Returns ``self``."""
+        problems = self.problems(num_timesteps)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def problems(self, num_timesteps: int) -> list[str]:
+        """One message per invalid field (``"tau = -1.0: must be in [0, 1000) ..."``); traced values are skipped."""
+        found = []
+
         def values(name):
             value = getattr(self, name)
             if isinstance(value, jax.core.Tracer):
                 return None
-            return np.asarray(value, np.float64).ravel()
+            try:
+                return np.asarray(value, np.float64).ravel()
+            except (TypeError, ValueError):
+                found.append(f"{name} = {value!r}: must be a number")
+                return None
 
         def check(name, ok, allowed):
             v = values(name)
             if v is not None and not (np.all(np.isfinite(v)) and np.all(ok(v))):
-                shown = getattr(self, name)
-                raise ValueError(f"{name} = {np.asarray(shown).tolist()}: must be {allowed}")
+                found.append(f"{name} = {np.asarray(getattr(self, name)).tolist()}: must be {allowed}")
 
         check("tau", lambda v: (v >= 0) & (v < num_timesteps),
               f"in [0, {num_timesteps}) (a timestep t of the original {num_timesteps}-step schedule, Eq. 9)")
@@ -101,12 +125,15 @@ class Settings:
         check("omega", lambda v: v > 0, "> 0 (in units of the timestep t: w = t / omega, Eq. 9)")
         check("eta", lambda v: (v >= 0) & (v <= 1), "in [0, 1] (DDIM's eta)")
         if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ValueError(f"k = {self.k!r}: must be an integer >= 1 (the condition grid's sparsity)")
+            found.append(f"k = {self.k!r}: must be an integer >= 1 (the condition grid's sparsity)")
         if self.method not in METHODS:
-            raise ValueError(f"method = {self.method!r}: must be one of {', '.join(METHODS)}")
+            found.append(f"method = {self.method!r}: must be one of {', '.join(METHODS)}")
+        for switch in ("refine", "weight", "clip_denoised"):
+            if not isinstance(getattr(self, switch), (bool, np.bool_)):
+                found.append(f"{switch} = {getattr(self, switch)!r}: must be True or False")
         if self.var_type not in diffusion.VAR_TYPES:
-            raise ValueError(f"var_type = {self.var_type!r}: must be one of {', '.join(diffusion.VAR_TYPES)}")
-        return self
+            found.append(f"var_type = {self.var_type!r}: must be one of {', '.join(diffusion.VAR_TYPES)}")
+        return found
 
     def as_arrays(self) -> "Settings":
         """The traced fields as arrays of the default float type (float32, or float64 under ``jax_enable_x64``), so
@@ -204,18 +231,18 @@ def dpi_step(state: DPIState, i, z, u, *, prior_fn: ModelFn, crt_fn: Optional[Co
     # Stage II (Eq. 9): the weighted random adaptive condition mask, drawn from the current condition y.
     per_image = lambda v: jnp.reshape(v, (-1, 1, 1, 1))  # scalars broadcast, (B,) values per image
     m_a = masks.racm_mask_from_uniforms(y, settings.s, u, k)
-    w = per_image(t_i.astype(x.dtype) / settings.omega)
+    w = per_image(t_i.astype(x.dtype) / settings.omega) if settings.weight else 1.0  # w = 1: Table 4 "w/o Weight"
     x_stage2 = (1 - m_a) * x_prime + w * (m_a * y_prime) + (1 - w) * (m_a * x_prime)
     stage1 = per_image(t_i > settings.tau)
     x_mixed = jnp.where(stage1, x_stage1, x_stage2)
-    y_prime = jnp.where(stage1, y_prime, x_stage2)
+    if settings.refine:  # stage II's refinement: the CRT corrects the mixed sample (y' := x)
+        y_prime = jnp.where(stage1, y_prime, x_stage2)
 
-    def correct(y_prime):  # Eq. 16
-        if crt_fn is None:
-            return m_f * y_prime
-        return m_f * crt_fn(m_f * y_prime, t, m_f * y_T)
-
-    y_next = jax.lax.cond(i > 0, correct, lambda _: y, y_prime)
+    if crt_fn is None:  # Table 4 "w/o CRT": the condition is never updated, y = y_T at every step
+        y_next = y
+    else:  # Eq. 16
+        correct = lambda y_prime: m_f * crt_fn(m_f * y_prime, t, m_f * y_T)
+        y_next = jax.lax.cond(i > 0, correct, lambda _: y, y_prime)
     x_next = jnp.where(i > 0, x_mixed, x_prime)
     return DPIState(x_next, y_next)
 

@@ -30,6 +30,9 @@ DATA_SOURCES = ("synthetic", "folder", "tfds")
 LR_SCHEDULES = ("cosine", "constant")
 POSTERIOR_FROM = ("gt", "condition")
 MODEL_KINDS = ("crt", "adm")
+MAX_SEED = 2**32 - 1  # jax.random.PRNGKey keeps 32 bits of a seed without jax_enable_x64: 2**32 would equal 0
+SEED_NOTE = " (a 32-bit PRNG seed)"
+MAX_UPSCALE = 16.0  # photo mode's background upscale
 # Errors that mean "the setup is wrong" (exit status 2); the callers add their own (e.g. sample_lib.SetupError).
 SETUP_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError)
 
@@ -132,7 +135,7 @@ def check_sampling(config: ml_collections.ConfigDict) -> None:
     c.respacing("respacing", config.num_timesteps)
     c.boolean("clip_denoised")
     c.integer("batch_size", 1)
-    c.integer("seed", 0)
+    c.integer("seed", 0, MAX_SEED, note=SEED_NOTE)
     c.integer("num_seeds", 1)
     c.integer("seed_chunk", 0, note=" (0: all seeds at once)")
     c.integer("grid_rows", 1)
@@ -140,7 +143,7 @@ def check_sampling(config: ml_collections.ConfigDict) -> None:
         c.integer("max_image_pixels", 1)
     if config.mode == "photo":  # the whole-photo fields of configs/photo.py
         from dpi_jax.photo import paste
-        c.real("upscale", 0, low_open=True)
+        c.real("upscale", 0, MAX_UPSCALE, low_open=True)
         c.choice("background_upsampler", tuple(paste.BACKGROUND_UPSAMPLERS))
         c.real("min_face_size", 0)
         c.integer("max_faces", 0, note=" (0: all)")
@@ -149,10 +152,10 @@ def check_sampling(config: ml_collections.ConfigDict) -> None:
         for name in ("mask_erode", "mask_blur"):
             c.real(name, 0, 0.5, high_open=True, note=" (a fraction of the crop side)")
     num_timesteps = config.num_timesteps if isinstance(config.num_timesteps, int) and config.num_timesteps > 0 else 1
-    try:  # tau, s, omega, eta, k, method, var_type: the sampler's own rules
-        sampler.Settings.from_config(config).validate(num_timesteps)
-    except ValueError as err:
-        c.problems.append(f"config.{err}")
+    try:  # tau, s, omega, eta, k, method, var_type, refine, weight: the sampler's own rules, every problem
+        c.problems += [f"config.{problem}" for problem in sampler.Settings.from_config(config).problems(num_timesteps)]
+    except (TypeError, ValueError) as err:
+        c.problems.append(f"config: {err}")
     c.raise_if_any()
 
 
@@ -177,7 +180,7 @@ def check_training(config: ml_collections.ConfigDict) -> None:
 
     c = _Checker(config)
     c.text("workdir", "a folder (--config.workdir=DIR)")
-    c.integer("seed", 0)
+    c.integer("seed", 0, MAX_SEED, note=SEED_NOTE)
     init_from = config.get("init_from", "")
     if init_from and not (isinstance(init_from, str) and os.path.isdir(init_from)):
         c.fail("init_from", "'' or an existing model directory (e.g. another run's <workdir>/model)")
@@ -255,21 +258,50 @@ def closest_field(config: ml_collections.ConfigDict, dotted: str) -> str:
     return ""
 
 
-def unknown_override(argv: list[str], flag: str = "config") -> str | None:
-    """The one-line message for the first ``--<flag>.<field>=...`` of ``argv`` that the config file of ``--<flag>``
-    does not have, or None (then the failure was something else)."""
-    path = None
+def _config_path(argv: list[str], flag: str, default: str | None) -> str | None:
+    """The config file ``--<flag>`` names in ``argv`` (``path`` or ``path:arg``), else ``default``."""
+    path = default
     for j, arg in enumerate(argv):
         if arg.startswith(f"--{flag}="):
             path = arg.split("=", 1)[1]
         elif arg == f"--{flag}" and j + 1 < len(argv):
             path = argv[j + 1]
+    return path
+
+
+def _load_config_file(path: str):
+    file, *arg = path.split(":", 1)
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"no such file {file!r}")
+    get_config = runpy.run_path(file).get("get_config")
+    if not callable(get_config):
+        raise ValueError("it defines no get_config()")
+    return get_config(*arg)
+
+
+def config_file_problem(argv: list[str], flag: str = "config", default: str | None = None) -> str | None:
+    """The one-line message when the config file of ``--<flag>`` (or ``default``) cannot be loaded: missing, not
+    Python, without ``get_config()``, or failing in it; None when it loads."""
+    path = _config_path(argv, flag, default)
     if path is None:
         return None
     try:
-        namespace = runpy.run_path(path.split(":", 1)[0])
-        config = namespace["get_config"](*path.split(":", 1)[1:])
-    except Exception:  # the config file itself is the problem; leave the message to the flag parser
+        _load_config_file(path)
+    except Exception as err:
+        return (f"--{flag} {path}: not a usable config file (a Python file with get_config()): "
+                f"{type(err).__name__}: {one_line(err)}")
+    return None
+
+
+def unknown_override(argv: list[str], flag: str = "config", default: str | None = None) -> str | None:
+    """The one-line message for the first ``--<flag>.<field>=...`` of ``argv`` that the config file of ``--<flag>``
+    (or ``default`` when ``argv`` names none) does not have, or None (then the failure was something else)."""
+    path = _config_path(argv, flag, default)
+    if path is None:
+        return None
+    try:
+        config = _load_config_file(path)
+    except Exception:  # the config file itself is the problem: config_file_problem's message
         return None
     for arg in argv:
         if not arg.startswith(f"--{flag}."):
@@ -283,22 +315,49 @@ def unknown_override(argv: list[str], flag: str = "config") -> str | None:
     return None
 
 
+def define_config_file(name: str, default: str | None, help_text: str, **kwargs):
+    """``config_flags.DEFINE_config_file``, which loads the default config file with the command line's overrides as
+    soon as it is defined (before ``app.run``): an unloadable file or an unknown field there prints one line
+    ``error: ...`` and exits with status 2, as :func:`parse_flags` does later."""
+    from ml_collections import config_flags
+
+    try:
+        return config_flags.DEFINE_config_file(name, default, help_text, **kwargs)
+    except Exception as err:
+        _config_failure(sys.argv, name, default, err)
+
+
+def _config_failure(argv: list[str], flag: str, default: str | None, err: BaseException):
+    for message in (config_file_problem(argv, flag, default), unknown_override(argv, flag, default)):
+        if message:
+            _fail(message, 2)
+    _fail(f"--{flag}: {type(err).__name__}: {one_line(err)}", 2)
+
+
 def parse_flags(argv: list[str], config_flags: tuple[str, ...] = ("config",)) -> list[str]:
-    """absl's flag parsing for ``app.run(..., flags_parser=parse_flags)``: a bad flag or an unknown config field
-    prints one line ``error: ...`` and exits with status 2."""
+    """absl's flag parsing for ``app.run(..., flags_parser=parse_flags)``: a bad flag, an unloadable config file or
+    an unknown config field prints one line ``error: ...`` and exits with status 2."""
     from absl import flags
 
     try:
-        return flags.FLAGS(argv)
+        remaining = flags.FLAGS(argv)
     except Exception as err:  # flags.Error, or ml_collections' AttributeError/KeyError for an unknown field
         for flag in config_flags:
-            message = unknown_override(argv, flag)
-            if message:
-                _fail(message, 2)
+            default = flags.FLAGS[flag].default_as_str if flag in flags.FLAGS else None
+            default = default.strip("'\"") if default else None
+            for message in (config_file_problem(argv, flag, default), unknown_override(argv, flag, default)):
+                if message:
+                    _fail(message, 2)
         text = " ".join(str(err).split())
         if not isinstance(err, flags.Error):
             text = f"{type(err).__name__}: {text}"
         _fail(text, 2)
+    for flag in config_flags:  # ml_collections defers a missing file's error to the first use of the config
+        if _config_path(argv, flag, None):
+            message = config_file_problem(argv, flag)
+            if message:
+                _fail(message, 2)
+    return remaining
 
 
 def _fail(message: str, status: int):

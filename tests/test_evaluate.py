@@ -167,7 +167,7 @@ def test_evaluate_end_to_end_with_a_sweep(random_checkpoints, fake_synthfaces, t
 
     names = ["dpi", "dpi-no-crt", "tau=0", "tau=700", "bicubic"]
     assert [r["setting"] for r in rows] == names
-    expected_files = {"metrics.csv", "metrics.md", "metrics.json", "sweep.png", "grid_dpi.png",
+    expected_files = {"metrics.csv", "metrics.md", "metrics.json", "sweep.png", "compare.png", "grid_dpi.png",
                       "grid_dpi-no-crt.png", "grid_tau_0.png", "grid_tau_700.png"}
     assert {p.name for p in out.iterdir()} == expected_files
     for row in rows:
@@ -255,6 +255,57 @@ def test_evaluate_the_paper_columns_with_random_metric_networks(random_checkpoin
     table = (out / "metrics.md").read_text()
     assert table.startswith("| setting | PSNR (dB) | SSIM | LPIPS | FID | IS | ID ACC | ID CS |")
     assert "VGG-Face (fc8)" in table and "0.4" in table
+
+
+def test_ablation_settings_are_table4s_columns():
+    config = default.get_config()
+    settings = evaluate.ablation_settings(config)
+    assert [s.name for s in settings] == ["dpi", "dpi-no-crt", "dpi-no-refine", "dpi-no-stage2", "dpi-no-weight",
+                                          "dpi-k4"]
+    switches = [(s.crt, s.refine, s.tau == 0, s.weight, s.k) for s in settings]
+    assert switches == [(True, True, False, True, None), (False, True, False, True, None),
+                        (True, False, False, True, None), (True, True, True, True, None),
+                        (True, True, False, False, None), (True, True, False, True, 4)]
+    assert settings[-1].overrides()["k"] == 4 and "k" not in settings[0].overrides()
+    with pytest.raises(ValueError, match="must differ"):
+        evaluate.ablation_settings(config, k=2)
+    config.crt_checkpoint = ""
+    with pytest.raises(ValueError, match="needs a CRT"):
+        evaluate.ablation_settings(config)
+
+
+@pytest.mark.slow
+def test_evaluate_ablation_end_to_end(random_checkpoints, fake_synthfaces, tmp_path):
+    """--ablation: one row per Table 4 column and the bicubic row, each sampled with its switch (so its results differ
+    from full DPI's on the same noise), the switches in the table, and compare.png with every column."""
+    config = tiny_config(random_checkpoints)
+    # 6 steps (t = 999, 799, 599, 400, 200, 0), stage II from t = 400: a refined condition reaches a later step's x.
+    config.num_seeds, config.respacing, config.tau = 1, "6", 500.0
+    out = tmp_path / "ablation"
+    rows = evaluate.run(config, out, metrics="psnr,ssim,lr_psnr", ablation=True, progress=False)
+    names = ["dpi", "dpi-no-crt", "dpi-no-refine", "dpi-no-stage2", "dpi-no-weight", "dpi-k4", "bicubic"]
+    assert [r["setting"] for r in rows] == names
+    full = rows[0]["shown"].astype(int)
+    for row in rows[1:-1]:
+        assert np.abs(row["shown"].astype(int) - full).max() > 0, row["setting"]
+        assert np.isfinite(row["psnr"]) and np.isfinite(row["lr_psnr"])
+    table = (out / "metrics.md").read_text()
+    for text in ("no CRT", "no refine", "w = 1", "k=4", "tau=0,"):
+        assert text in table, text
+    with open(out / "metrics.csv") as f:
+        assert [r["k"] for r in csv.DictReader(f)] == ["", "", "", "", "", "4", ""]
+    compare = np.asarray(Image.open(out / "compare.png"))
+    assert compare.ndim == 3 and compare.shape[1] > compare.shape[0]  # 2 inputs x 10 columns
+    assert "shown" not in json.loads((out / "metrics.json").read_text())["rows"][0]
+
+
+def test_cli_ablation_asks_for_table4s_metrics(tmp_path):
+    """--ablation without --metrics measures SSIM / LPIPS / FID (Table 4's rows): a missing LPIPS network is named
+    before anything is sampled."""
+    proc = run_python(["-m", "dpi_jax.evaluate", "--config", "configs/demo.py", f"--out={tmp_path / 'eval'}",
+                       "--ablation", f"--lpips_weights={tmp_path / 'nowhere'}"], check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "alexnet-owt-7be5be79.pth" in proc.stderr and not (tmp_path / "eval").exists()
 
 
 def test_cli_names_a_missing_metric_network_before_sampling(tmp_path):

@@ -12,7 +12,7 @@ import torch
 
 from dpi_jax import checkpoint, port
 from dpi_jax.models import ADM, CRT_256, FFHQ_10M, abstract_params, make_model
-from tests.reference import ADM_TINY, FIXTURES, load_npz, nchw_to_nhwc, run_python
+from tests.reference import ADM_TINY, CRT_TINY, FIXTURES, load_npz, nchw_to_nhwc, run_python
 
 
 def manifest_state_dict(name):
@@ -112,3 +112,39 @@ def test_port_command_round_trip(tmp_path):
                        str(config_file)], check=False)
     assert proc.returncode != 0 and "missing keys" in proc.stderr and "unexpected keys" in proc.stderr
     assert not (tmp_path / "wrong").exists()
+
+
+def test_port_refuses_complex_tensors_by_key(tmp_path, capsys, adm_state_dict):
+    src = tmp_path / "complex.pt"
+    state = {k: torch.from_numpy(v) for k, v in adm_state_dict.items()}
+    state["out.2.bias"] = torch.complex(state["out.2.bias"], torch.ones_like(state["out.2.bias"]))
+    state["time_embed.0.bias"] = state["time_embed.0.bias"].to(torch.complex128)
+    torch.save(state, src)
+    config_file = tmp_path / "adm.json"
+    config_file.write_text(json.dumps(ADM_TINY))
+    status = port.main([str(src), str(tmp_path / "out"), "--model", str(config_file)])
+    err = capsys.readouterr().err
+    assert status == 2 and "2 tensor(s) of the state_dict are complex" in err and "imaginary part" in err
+    assert "out.2.bias (torch.complex64)" in err and "time_embed.0.bias (torch.complex128)" in err
+    assert not (tmp_path / "out").exists()
+    # The library call refuses complex arrays as well, instead of dropping their imaginary part.
+    with pytest.raises(port.PortError, match=r"complex values \(the weights are real\) \(1\):\s+out\.2\.bias"):
+        port.convert_state_dict(dict(adm_state_dict, **{"out.2.bias": adm_state_dict["out.2.bias"] + 1j}), ADM_TINY)
+
+
+def test_port_command_stores_the_crt_scale(tmp_path, capsys):
+    config_file = tmp_path / "crt.json"
+    config_file.write_text(json.dumps(CRT_TINY))
+    src, args = str(FIXTURES / "crt_tiny.pt"), ["--model", str(config_file), "--kind", "crt"]
+    assert port.main([src, str(tmp_path / "x8"), *args, "--scale", "8"]) == 0
+    assert json.loads((tmp_path / "x8" / "model.json").read_text())["scale"] == 8
+    assert checkpoint.stored_scale(tmp_path / "x8") == 8
+    assert port.main([src, str(tmp_path / "unknown"), *args]) == 0
+    assert checkpoint.stored_scale(tmp_path / "unknown") is None
+    capsys.readouterr()
+    # Refused: a scale for a prior, and a scale that is not positive.
+    assert port.main([src, str(tmp_path / "adm"), "--model", str(config_file), "--scale", "8"]) == 2
+    assert "--scale applies to a crt, not to an adm (prior) model" in capsys.readouterr().err
+    assert port.main([src, str(tmp_path / "zero"), *args, "--scale", "0"]) == 2
+    assert "--scale 0: must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "adm").exists() and not (tmp_path / "zero").exists()

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import crt_demo_x8, crt_x8, ddpm_demo, default, x8
+from configs import crt_x8, default, x8
 from dpi_jax import checkpoint, evaluate, images, port, sample_lib, validation
 from dpi_jax.models import abstract_params, make_model
-from tests.reference import TRAJ_ADM, TRAJ_CRT, run_python
+from tests.reference import ROOT, TRAJ_ADM, TRAJ_CRT, run_python
 
 # --- fixtures ------------------------------------------------------------------------------------------------------
 
@@ -251,13 +251,29 @@ def test_sampling_config_rule(field, value, allowed):
 
 
 def test_every_shipped_config_is_valid():
-    for module in (default, x8):
-        validation.check_sampling(module.get_config())
-    validation.check_training(train_config())
-    for module in (ddpm_demo, crt_demo_x8):
-        config = module.get_config()
-        config.workdir = "runs/x"
-        validation.check_training(config)
+    """Every file under configs/ (found by glob), with each variant a get_config(arg) offers: a sampling config
+    passes check_sampling, a training config (it has a model section) check_training."""
+    import importlib
+    import inspect
+
+    checked = []
+    for path in sorted((ROOT / "configs").glob("*.py")):
+        module = importlib.import_module(f"configs.{path.stem}")
+        if not hasattr(module, "get_config"):
+            continue
+        variants = getattr(module, "PAPER", None) if inspect.signature(module.get_config).parameters else None
+        for config in [module.get_config(v) for v in variants] if variants else [module.get_config()]:
+            if "model" in config:
+                if not config.model.config:  # train_default: the base the crt_* and ddpm_* files complete
+                    continue
+                config.workdir = config.workdir or "runs/x"
+                if config.data.source == "folder":  # the data folder is the user's
+                    config.data.source = "synthetic"
+                validation.check_training(config)
+            else:
+                validation.check_sampling(config)
+            checked.append(path.stem)
+    assert {"default", "demo", "x8", "prior_only", "crt_x8", "ddpm_demo", "photo"} <= set(checked), checked
 
 
 def test_sampling_reports_every_problem_before_loading_anything(tmp_path, capsys):

@@ -25,8 +25,11 @@ def toy_crt(y, t, y_T):
     return CRT_W * y + (1 - CRT_W) * y_T + 1e-4 * t[:, None, None, None]
 
 
-def numpy_step(x, y, y_T, i, z, u, betas, timestep_map, tau, s, omega, k, method, eta):
-    """Algorithm 1 with the choices of docs/algorithm.md, in float64, written independently of the library."""
+def numpy_step(x, y, y_T, i, z, u, betas, timestep_map, tau, s, omega, k, method, eta, crt=True, refine=True,
+               weight=True):
+    """Algorithm 1 with the choices of docs/algorithm.md, in float64, written independently of the library; the
+    Table 4 switches: ``crt=False`` (y is never updated), ``refine=False`` (stage II corrects y', not the mixed x),
+    ``weight=False`` (w = 1)."""
     t = float(timestep_map[i])
     alphas = 1 - betas
     abar = np.cumprod(alphas)
@@ -67,9 +70,12 @@ def numpy_step(x, y, y_T, i, z, u, betas, timestep_map, tau, s, omega, k, method
         p = ((lap - lo) / (lap.max(axis=(1, 2), keepdims=True) - lo)) ** s
         m_a = np.zeros(x.shape[:3] + (1,), bool)
         m_a[:, ::k, ::k, 0] = u < p
-        w = t / omega
+        w = t / omega if weight else 1.0
         x_new = np.where(m_a, w * y_p + (1 - w) * x_p, x_p)
-        y_p = x_new
+        if refine:
+            y_p = x_new
+    if not crt:
+        return x_new, y
     y_new = np.where(grid, CRT_W * np.where(grid, y_p, 0) + (1 - CRT_W) * y_T + 1e-4 * t, 0)
     return x_new, y_new
 
@@ -162,17 +168,82 @@ def test_changing_tau_s_omega_or_seed_does_not_recompile(toy_nets):
     assert sampler.compilation_count() > before
 
 
-def test_without_crt_equals_an_identity_corrector(toy_nets):
-    """Eq. 16 without a corrector is y = m_f y': the same as a corrector that returns its input, and not the same as
-    the toy corrector."""
+def test_without_crt_the_condition_stays_y_T(toy_nets):
+    """Table 4 "w/o CRT": the condition is never updated, y = y_T after every step (both stages). It is not the old
+    y = m_f y' (a corrector that returns its input), which fed a noisy y back in as if it were clean."""
     sched = diffusion.make_schedule(1000, respacing="10")
     lr = jax.random.uniform(jax.random.key(3), (2, 8, 8, 3), minval=-1, maxval=1)
     settings = sampler.Settings(tau=400, s=1.0, omega=600.0)
-    run = lambda nets: np.asarray(sampler.sample(jax.random.key(0), lr, nets, sched, settings))
+    assert 0 < sampler.stage_one(sched, 400).sum() < sched.num_steps  # both stages are visited
+    run = lambda nets: sampler.sample(jax.random.key(0), lr, nets, sched, settings, snapshot_steps=range(10))
+    without, snaps = run(toy_nets.without_crt())
+    y_T = np.asarray(masks.initial_condition(lr, 2))
+    for j in range(10):
+        np.testing.assert_array_equal(np.asarray(snaps["y"][j]), y_T, err_msg=f"y after step {j}")
     identity = sampler.Networks(toy_nets.prior, toy_nets.prior_params, IdentityCRT(), {})
-    without = run(toy_nets.without_crt())
-    np.testing.assert_allclose(without, run(identity), atol=1e-6)
-    assert np.abs(without - run(toy_nets)).max() > 1e-3
+    assert np.abs(np.asarray(without) - np.asarray(run(identity)[0])).max() > 1e-3
+    assert np.abs(np.asarray(without) - np.asarray(run(toy_nets)[0])).max() > 1e-3
+
+
+ABLATIONS = {"w/o CRT": dict(crt=False), "w/o Refine": dict(refine=False), "w/o Weight": dict(weight=False),
+             "w/o k=2": dict(k=4)}
+
+
+@pytest.mark.parametrize("stage", ["I", "II"])
+@pytest.mark.parametrize("ablation", list(ABLATIONS))
+def test_table4_switches_match_numpy_and_change_only_their_part(ablation, stage):
+    """Each Table 4 switch, one step against the NumPy transcription, and against the full step: no CRT leaves y as it
+    was (x unchanged); no refinement changes only stage II's y; no weight changes only stage II (x, and y through the
+    refinement); k = 4 changes everything. (No stage II is tau = 0: test_tau_and_omega_count_the_original_timestep.)"""
+    switches = ABLATIONS[ablation]
+    sched = diffusion.make_schedule(1000, respacing="50")
+    i = {"I": 45, "II": 10}[stage]
+    tau, s, omega, k = 500.0, 1.3, 1500.0, switches.get("k", 2)
+    rng = np.random.default_rng(7)
+    x, y, z = rng.standard_normal((3, 2, 8, 8, 3))
+    grid = masks.fixed_mask(8, 8, k)
+    y, y_T = np.clip(y, -1, 1) * grid, np.clip(rng.standard_normal((2, 8, 8, 3)), -1, 1) * grid
+    u = rng.random((2, 8 // k, 8 // k))
+    betas = diffusion.respaced_betas(diffusion.linear_betas(1000), diffusion.space_timesteps(1000, "50"))
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+
+    def step(crt=True, **fields):
+        settings = sampler.Settings(tau=tau, s=s, omega=omega, **fields)
+        draws = u if settings.k == k else rng.random((2, 8 // settings.k, 8 // settings.k))
+        got = jax.jit(functools.partial(sampler.dpi_step, prior_fn=toy_prior, crt_fn=toy_crt if crt else None))(
+            sampler.DPIState(f32(x), f32(y)), i, f32(z), f32(draws), schedule=sched, y_T=f32(y_T), settings=settings)
+        return np.asarray(got.x), np.asarray(got.y)
+
+    got = step(**switches)
+    want = numpy_step(x, y, y_T, i, z, u, betas, np.asarray(sched.timestep_map), tau, s, omega, k, "ddpm", 0.0,
+                      **{n: v for n, v in switches.items() if n != "k"})
+    np.testing.assert_allclose(got[0], want[0], atol=2e-5, err_msg="x")  # float32 against float64, as above
+    np.testing.assert_allclose(got[1], want[1], atol=2e-5, err_msg="y")
+    full = step()  # k = 2: for "w/o k=2" the same state (its grid is a subset of k = 2's) on the finer grid
+    changed = {name: bool(np.abs(a - b).max() > 1e-4) for name, a, b in zip("xy", got, full, strict=True)}
+    expected = {("w/o CRT", "I"): dict(x=False, y=True), ("w/o CRT", "II"): dict(x=False, y=True),
+                ("w/o Refine", "I"): dict(x=False, y=False), ("w/o Refine", "II"): dict(x=False, y=True),
+                ("w/o Weight", "I"): dict(x=False, y=False), ("w/o Weight", "II"): dict(x=True, y=True),
+                ("w/o k=2", "I"): dict(x=True, y=True), ("w/o k=2", "II"): dict(x=True, y=True)}
+    assert changed == expected[ablation, stage], changed
+    if ablation == "w/o CRT":
+        np.testing.assert_array_equal(got[1], np.asarray(f32(y)))
+
+
+def test_switches_are_static_and_tau_s_omega_stay_traced(toy_nets):
+    """A switch is part of the compiled program (one compilation each), and with a switch set, changing tau, s or
+    omega still never recompiles."""
+    sched = diffusion.make_schedule(1000, respacing="6")
+    lr = jnp.zeros((1, 8, 8, 3))
+    run = functools.partial(sampler.sample, jax.random.key(0), lr, toy_nets, sched)
+    for switches in (dict(refine=False), dict(weight=False)):
+        before = sampler.compilation_count()
+        jax.block_until_ready(run(sampler.Settings(**switches)))
+        assert sampler.compilation_count() == before + 1
+        jax.block_until_ready([run(sampler.Settings(tau=tau, s=1.5, omega=90.0, **switches)) for tau in (0, 500)])
+        assert sampler.compilation_count() == before + 1
+    with pytest.raises(ValueError, match="refine = 1"):
+        sampler.Settings(refine=1).validate(1000)
 
 
 def test_ddim_eta0_is_deterministic_given_x_T(toy_nets):

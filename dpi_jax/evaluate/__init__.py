@@ -3,6 +3,8 @@ diversity, for several settings.
 
     python -m dpi_jax.evaluate --config configs/demo.py --out out/eval
     python -m dpi_jax.evaluate --config configs/demo.py --sweep tau=0,100,300,500 --out out/eval_tau
+    python -m dpi_jax.evaluate --config configs/x8.py --config.input_dir=celeba1000/ --ablation \
+        --out out/table4                                                                  # the paper's Table 4
     python -m dpi_jax.evaluate --config configs/x8.py --config.input_dir=celeba1000/ --metrics=psnr,ssim,lpips,fid \
         --out out/table1_x8                                                               # the paper's Table 1 row
     python -m dpi_jax.evaluate --config configs/real.py --config.input_dir=lfw_lr/ --metrics=fid,is \
@@ -14,7 +16,9 @@ or ``synthfaces:heldout``) by bicubic downsampling, and the HR faces are the gro
 inputs are LR faces without GT, and only fid (against ``--fid_reference``), is and diversity can be measured.
 
 Settings (:mod:`~dpi_jax.evaluate.settings`): the config's (tau, s, omega) with its CRT (``dpi``) and without it
-(``dpi-no-crt``, the ablation; ``--no_crt_ablation`` drops it), plus the ``bicubic`` baseline. ``--sweep
+(``dpi-no-crt``: the condition stays the LR input's pixels; ``--no_crt_ablation`` drops it), plus the ``bicubic``
+baseline. ``--ablation`` samples instead the six columns of the paper's Table 4 (full DPI, w/o CRT, w/o Refine, w/o
+Stage II, w/o Weight, w/o k = 2) and measures SSIM / LPIPS / FID unless ``--metrics`` says otherwise. ``--sweep
 tau=0,100,300`` adds one setting per value (also ``s=...``, ``omega=...``; repeatable). tau and omega count the
 original timestep t, as in the config. Every setting sees the same inputs and the same noise.
 
@@ -27,15 +31,17 @@ a missing one is named, with where to get it, before anything is sampled.
 
 Written to ``--out`` (:mod:`~dpi_jax.evaluate.writers`; existing files are kept unless ``--overwrite``):
 ``metrics.csv``, ``metrics.md`` (also printed), ``metrics.json`` (with per-image values and the settings),
-``grid_<setting>.png`` (rows: LR | bicubic | up to 4 seeds | GT) and, for a sweep, ``sweep.png`` (LR consistency
+``grid_<setting>.png`` (rows: LR | bicubic | up to 4 seeds | GT), ``compare.png`` (every setting side by side,
+first seed) and, for a sweep, ``sweep.png`` (LR consistency
 against diversity, the paper's Fig. 7).
 """
 
 from dpi_jax.evaluate.cli import main, run
 from dpi_jax.evaluate.loop import evaluate
 from dpi_jax.evaluate.measures import CHOICES, DEFAULT, MetricNetworks, parse_metrics
-from dpi_jax.evaluate.settings import Setting, default_settings, parse_sweep, slug
+from dpi_jax.evaluate.settings import Setting, ablation_settings, default_settings, parse_sweep, slug
 from dpi_jax.evaluate.writers import markdown_table, output_paths, plot_sweep, write_outputs
 
 __all__ = ["main", "run", "evaluate", "CHOICES", "DEFAULT", "MetricNetworks", "parse_metrics", "Setting",
-           "default_settings", "parse_sweep", "slug", "markdown_table", "output_paths", "plot_sweep", "write_outputs"]
+           "ablation_settings", "default_settings", "parse_sweep", "slug", "markdown_table", "output_paths",
+           "plot_sweep", "write_outputs"]

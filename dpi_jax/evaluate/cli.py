@@ -10,9 +10,10 @@ import ml_collections
 from dpi_jax import images, sample_lib
 from dpi_jax.evaluate import measures
 from dpi_jax.evaluate.loop import evaluate
-from dpi_jax.evaluate.settings import default_settings, parse_sweep, unique
+from dpi_jax.evaluate.settings import ABLATION_K, ablation_settings, default_settings, parse_sweep, unique
 from dpi_jax.evaluate.writers import markdown_table, output_paths, write_outputs
 
+TABLE4_METRICS = ("ssim", "lpips", "fid")  # the rows of the paper's Table 4
 WEIGHTS = {"lpips": "checkpoints/metrics/lpips_alex", "fid": "checkpoints/metrics/fid_inception",
            "id": "checkpoints/metrics/vggface"}
 
@@ -33,16 +34,32 @@ def table_note(rows: Sequence[dict], metrics, networks: measures.MetricNetworks)
     return " ".join(parts)
 
 
+def check_settings(config: ml_collections.ConfigDict, settings) -> None:
+    """Every setting's DPI values against the sampler's rules, before anything is loaded or sampled: one
+    ConfigError naming each bad setting and field."""
+    from dpi_jax import sampler, validation
+
+    problems = []
+    for setting in settings:
+        values = sampler.Settings.from_config(config, **setting.overrides())
+        problems += [f"setting {setting.name}: {p}" for p in values.problems(int(config.num_timesteps))]
+    if problems:
+        raise validation.ConfigError(problems)
+
+
 def run(config: ml_collections.ConfigDict, out_dir, *, metrics=measures.DEFAULT, sweeps: Sequence[str] = (),
-        crt_ablation: bool = True, overwrite: bool = False, weights: dict | None = None, fid_reference: str = "",
-        id_descriptor: str = "fc8", progress: bool = True) -> list[dict]:
+        crt_ablation: bool = True, ablation: bool = False, ablation_k: int = ABLATION_K, overwrite: bool = False,
+        weights: dict | None = None, fid_reference: str = "", id_descriptor: str = "fc8",
+        progress: bool = True) -> list[dict]:
     """What the command does: settings, refusal of existing outputs and loading of the metric networks (before any
-    sampling), evaluation, files, and the table printed. Returns the rows."""
+    sampling), evaluation, files, and the table printed. ``ablation``: the columns of the paper's Table 4 as rows
+    (:func:`~dpi_jax.evaluate.settings.ablation_settings`). Returns the rows."""
     metrics = measures.parse_metrics(metrics, config.mode)
-    settings = default_settings(config, crt_ablation)
+    settings = ablation_settings(config, ablation_k) if ablation else default_settings(config, crt_ablation)
     for spec in sweeps:
         settings += parse_sweep(spec, config)
     settings = unique(settings)
+    check_settings(config, settings)
     sweep = any(s.swept for s in settings) and "diversity" in metrics
     existing = [p for p in output_paths(out_dir, [s.name for s in settings], sweep) if p.exists()]
     if existing and not overwrite:
@@ -64,15 +81,20 @@ def run(config: ml_collections.ConfigDict, out_dir, *, metrics=measures.DEFAULT,
 
 def _define_flags():
     from absl import flags
-    from ml_collections import config_flags
 
-    config = config_flags.DEFINE_config_file("config", "configs/demo.py", "Sampling configuration file.")
+    from dpi_jax import validation
+
+    config = validation.define_config_file("config", "configs/demo.py", "Sampling configuration file.")
     flags.DEFINE_string("out", "out/eval", "Folder for metrics.{csv,md,json}, the grids and sweep.png.")
     flags.DEFINE_string("metrics", ",".join(measures.DEFAULT),
                         f"Comma-separated metrics: {', '.join(measures.CHOICES)} (the paper's Table 1: "
                         "psnr,ssim,lpips,fid; Table 3: id; real-world: fid,is).")
     flags.DEFINE_multi_string("sweep", [], "A sweep, e.g. tau=0,100,300,500 (also s=..., omega=...); repeatable.")
     flags.DEFINE_bool("no_crt_ablation", False, "Skip the setting without the CRT.")
+    flags.DEFINE_bool("ablation", False, "The paper's Table 4: full DPI, w/o CRT, w/o Refine, w/o Stage II (tau=0), "
+                      f"w/o Weight (w=1), w/o k=2 (k=--ablation_k); metrics {','.join(TABLE4_METRICS)} unless "
+                      "--metrics is given.")
+    flags.DEFINE_integer("ablation_k", ABLATION_K, "The sparsity of Table 4's \"w/o k = 2\" column.")
     flags.DEFINE_bool("overwrite", False, "Replace existing outputs in --out.")
     flags.DEFINE_string("lpips_weights", WEIGHTS["lpips"], "Ported LPIPS checkpoint (python -m dpi_jax.port ...).")
     flags.DEFINE_string("fid_weights", WEIGHTS["fid"], "Ported FID Inception checkpoint (for fid and is).")
@@ -102,8 +124,10 @@ def main(argv=None):
             validation.check_sampling(config_holder.value)
             images.check_output_dir(FLAGS.out)
             weights = {"lpips": FLAGS.lpips_weights, "fid": FLAGS.fid_weights, "id": FLAGS.id_weights}
-            run(config_holder.value, FLAGS.out, metrics=FLAGS.metrics, sweeps=FLAGS.sweep,
-                crt_ablation=not FLAGS.no_crt_ablation, overwrite=FLAGS.overwrite, weights=weights,
+            metrics = TABLE4_METRICS if FLAGS.ablation and not FLAGS["metrics"].present else FLAGS.metrics
+            run(config_holder.value, FLAGS.out, metrics=metrics, sweeps=FLAGS.sweep,
+                crt_ablation=not FLAGS.no_crt_ablation, ablation=FLAGS.ablation, ablation_k=FLAGS.ablation_k,
+                overwrite=FLAGS.overwrite, weights=weights,
                 fid_reference=FLAGS.fid_reference, id_descriptor=FLAGS.id_descriptor)
 
         return validation.run_cli(validated_run, verbose=FLAGS.verbose, setup_errors=(sample_lib.SetupError,))

@@ -29,7 +29,9 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
     Returns:
       rows: dicts with ``setting``, ``tau``/``s``/``omega``/``crt`` (None for bicubic), ``swept``/``value``,
       ``num_images``, ``num_seeds``, each metric column with ``<column>_std``, ``per_image`` ({input name:
-      {column: value}}) and ``grid`` (a uint8 image; None for bicubic).
+      {column: value}}), ``grid`` (a uint8 image; None for bicubic) and ``shown`` (the first seed's results of the
+      first ``config.grid_rows`` inputs, uint8; the bicubic row also has ``lr_shown`` and ``gt_shown``), for
+      ``compare.png``.
     """
     networks = networks or MetricNetworks()
     prior, prior_params, crt, crt_params = models if models is not None else sample_lib.load_models(config)
@@ -47,10 +49,10 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
     rows = []
     for setting in tqdm(settings, desc="settings", unit="setting", disable=not progress):
         measured = Accumulator(metrics, networks, scale)
-        grid = []
+        grid, shown = [], []
         batches = sample_lib.sample_batches(
-            todo, config, prior, prior_params, crt if setting.crt else None, crt_params, tau=setting.tau,
-            s=setting.s, omega=setting.omega, progress=progress, desc=setting.name, leave=False)
+            todo, config, prior, prior_params, crt if setting.crt else None, crt_params,
+            overrides=setting.overrides(), progress=progress, desc=setting.name, leave=False)
         for batch, sr in batches:
             sr = images.to_uint8(sr)  # (S, B, H, W, 3), as it would be saved
             lr = np.stack([item[1] for item in batch])
@@ -58,19 +60,23 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
             for n, (_, lr_n, _, hr_n) in enumerate(batch):
                 if len(grid) < config.grid_rows:
                     grid.append(sample_lib.grid_row(lr_n, sr[:, n], image_size, gt=hr_n))
-        row = dict(setting=setting.name, tau=setting.tau, s=setting.s, omega=setting.omega, crt=setting.crt,
-                   swept=setting.swept, value=setting.value, num_images=len(names), num_seeds=num_seeds)
+                    shown.append(sr[0, n])
+        row = dict(setting.as_dict(), setting=setting.name, num_images=len(names), num_seeds=num_seeds)
+        del row["name"]
         row.update(measured.summary(names))
-        row["grid"] = images.make_grid(grid)
+        row["grid"], row["shown"] = images.make_grid(grid), np.stack(shown)
         rows.append(row)
 
     lr = np.stack([item[1] for item in todo])
     bicubic = np.stack([images.resize(x, image_size) for x in lr])
     measured = Accumulator(metrics, networks, scale)
     measured.add(bicubic[None], lr, gt_all)
-    row = dict(setting="bicubic", tau=None, s=None, omega=None, crt=None, swept=None, value=None,
-               num_images=len(names), num_seeds=1)
+    row = dict(setting="bicubic", tau=None, s=None, omega=None, crt=None, refine=None, weight=None, k=None,
+               swept=None, value=None, num_images=len(names), num_seeds=1)
     row.update(measured.summary(names))
     row["grid"] = None
+    row["shown"] = bicubic[:config.grid_rows]
+    row["lr_shown"] = np.stack([images.nearest_up(x, image_size) for x in lr[:config.grid_rows]])
+    row["gt_shown"] = gt_all[:config.grid_rows] if has_gt else None
     rows.append(row)
     return rows

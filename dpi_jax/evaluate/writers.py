@@ -1,5 +1,6 @@
 """The files of an evaluation: metrics.csv, metrics.md (also printed), metrics.json, grid_<setting>.png per sampled
-setting and, with a sweep, sweep.png (LR consistency against diversity, the paper's Fig. 7)."""
+setting, compare.png (every setting side by side, first seed) with two or more of them and, with a sweep, sweep.png
+(LR consistency against diversity, the paper's Fig. 7)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,44 @@ from dpi_jax import images
 from dpi_jax.evaluate.measures import DIGITS, LABELS
 from dpi_jax.evaluate.settings import slug
 
-SETTING_FIELDS = ("setting", "tau", "s", "omega", "crt", "num_images", "num_seeds")
+PICTURES = ("grid", "shown", "lr_shown", "gt_shown")  # the rows' images, kept out of metrics.json
+SETTING_FIELDS = ("setting", "tau", "s", "omega", "crt", "refine", "weight", "k", "num_images", "num_seeds")
 
 
 def output_paths(out_dir, names: Sequence[str], sweep: bool) -> list[Path]:
-    """The files :func:`write_outputs` writes for settings with these names (with ``sweep.png`` when ``sweep``)."""
+    """The files :func:`write_outputs` writes for sampled settings with these names (``compare.png`` for two or more,
+    ``sweep.png`` when ``sweep``)."""
     out_dir = Path(out_dir)
     paths = [out_dir / n for n in ("metrics.csv", "metrics.md", "metrics.json")]
     paths += [out_dir / f"grid_{slug(name)}.png" for name in names]
+    paths += [out_dir / "compare.png"] if len(names) > 1 else []
     return paths + ([out_dir / "sweep.png"] if sweep else [])
+
+
+def plot_compare(rows: Sequence[dict], path) -> Path:
+    """Every setting side by side on the same inputs and noise (the first seed): one row per input, columns LR |
+    bicubic | each sampled setting | GT, each column named above it (e.g. Table 4's columns with ``--ablation``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    bicubic = next(r for r in rows if r["grid"] is None)
+    sampled = [r for r in rows if r["grid"] is not None]
+    columns = [("LR", bicubic["lr_shown"]), ("bicubic", bicubic["shown"])]
+    columns += [(r["setting"], r["shown"]) for r in sampled]
+    columns += [("GT", bicubic["gt_shown"])] if bicubic.get("gt_shown") is not None else []
+    count = min(len(images) for _, images in columns)
+    grid = images.make_grid([[c[1][n] for c in columns] for n in range(count)])
+    tile = columns[0][1].shape[1] + 2
+    fig = Figure(figsize=(grid.shape[1] / 80, grid.shape[0] / 80 + 0.6), dpi=160)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, grid.shape[0] / (grid.shape[0] + 48)))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    for c, (name, _) in enumerate(columns):
+        ax.text(2 + c * tile + tile / 2, -4, name, ha="center", va="bottom", fontsize=6, rotation=20)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return images.write_atomic(Path(path), buffer.getvalue(), overwrite=True)
 
 
 def _cell(row: dict, column: str) -> str:
@@ -38,8 +68,11 @@ def describe(row: dict) -> str:
     """The setting column of the table: name and values."""
     if row["tau"] is None:
         return row["setting"]
+    switches = [] if row.get("refine", True) else ["no refine"]
+    switches += [] if row.get("weight", True) else ["w = 1"]
+    switches += [f"k={row['k']}"] if row.get("k") is not None else []
     return (f"{row['setting']} (tau={row['tau']:g}, s={row['s']:g}, omega={row['omega']:g}, "
-            f"{'CRT' if row['crt'] else 'no CRT'})")
+            f"{', '.join(['CRT' if row['crt'] else 'no CRT'] + switches)})")
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], note: str = "") -> str:
@@ -103,7 +136,7 @@ def write_outputs(rows: Sequence[dict], out_dir, columns: Sequence[str], *, over
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in fields})
-    plain = [{k: v for k, v in r.items() if k != "grid"} for r in rows]
+    plain = [{k: v for k, v in r.items() if k not in PICTURES} for r in rows]
     texts = {csv_path: table.getvalue(), md_path: markdown_table(rows, columns, note) + "\n",
              json_path: json.dumps(dict(meta or {}, rows=plain), indent=1, default=str)}
     for path, text in texts.items():
@@ -111,6 +144,8 @@ def write_outputs(rows: Sequence[dict], out_dir, columns: Sequence[str], *, over
     written = [csv_path, md_path, json_path]
     for row in sampled:
         written.append(images.save_png(out_dir / f"grid_{slug(row['setting'])}.png", row["grid"], overwrite=overwrite))
+    if len(sampled) > 1:
+        written.append(plot_compare(rows, out_dir / "compare.png"))
     if sweep:
         written.append(plot_sweep(rows, out_dir / "sweep.png"))
     return written

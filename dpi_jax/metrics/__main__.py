@@ -23,6 +23,17 @@ WEIGHTS = {"fid": "checkpoints/metrics/fid_inception", "stats": "checkpoints/met
            "id": "checkpoints/metrics/vggface"}
 
 
+def _at_least_one(text: str) -> int:
+    """An integer >= 1 (argparse then names the option and exits with status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dpi_jax.metrics", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,11 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         for path in paths:
             sub.add_argument(path)
         sub.add_argument("--weights", default=WEIGHTS[name], help=f"ported checkpoint (default {WEIGHTS[name]})")
-        sub.add_argument("--batch_size", type=int, default=50)
+        sub.add_argument("--batch_size", type=_at_least_one, default=50)
         sub.add_argument("--json", action="store_true", help="also print the whole result as JSON")
         sub.add_argument("--verbose", action="store_true", help="print the traceback of an error")
         if name == "is":
-            sub.add_argument("--splits", type=int, default=10)
+            sub.add_argument("--splits", type=_at_least_one, default=10)
         if name == "id":
             sub.add_argument("--descriptor", choices=["fc8", "fc7"], default="fc8",
                              help="fc8: 2622-d, threshold 0.40 (the DeepFace of the paper); fc7: 4096-d, 0.68")

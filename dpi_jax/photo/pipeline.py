@@ -12,9 +12,13 @@ covers (native crop side) x ``upscale`` pixels, and the restored crop is resampl
 is smaller than the LR input is enlarged to it (with a message): the photo has less detail than DPI's input.
 
 Written to ``config.output_dir`` per photo ``<name>``: ``<name>.png`` (the restored photo), ``<name>_compare.png``
-(the input upscaled by the background upsampler | the restored photo), and per face i: ``<name>_face<i>_lr.png`` (the
+(the input upscaled by the background upsampler | the restored photo, each half at most 2048 px on its longer side),
+and per face i: ``<name>_face<i>_lr.png`` (the
 aligned LR crop DPI restored) and ``<name>_face<i>.png`` (with ``num_seeds`` > 1: ``<name>_face<i>_s<n>.png``).
 A photo whose ``<name>.png`` exists is skipped unless ``config.overwrite``; an unreadable one is reported and skipped.
+``<name>`` is the file's stem, or ``<stem>_<suffix>`` where two photos share a stem; a photo whose name is another's
+plus one of these endings (``x_compare.jpg`` beside ``x.jpg``) is refused with both named
+(:func:`dpi_jax.folders.unique_names`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from dpi_jax import images, sample_lib
+from dpi_jax import folders, images, sample_lib
 from dpi_jax.photo import align, detect, paste
 
 log = logging.getLogger(__name__)
@@ -108,6 +112,19 @@ class Photo:
     restored: dict[int, np.ndarray] = field(default_factory=dict)  # face index -> (seeds, S, S, 3) uint8
 
 
+DERIVED_NAMES = r"_compare|_face\d+(?:_lr|_s\d+)?"  # what a photo's outputs add to its name
+COMPARE_MAX_SIDE = 2048  # each half of <name>_compare.png (the full-size result is <name>.png)
+
+
+def fit_within(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` shrunk (antialiased bicubic) so that its longer side is at most ``side``; unchanged when it fits."""
+    h, w = image.shape[:2]
+    if max(h, w) <= side:
+        return image
+    ratio = side / max(h, w)
+    return images.resize(image, (max(1, round(h * ratio)), max(1, round(w * ratio))))
+
+
 def finish(photo: Photo, config: ml_collections.ConfigDict, out_dir: Path) -> list[Path]:
     """Paste seed 0 of every restored face into the upscaled photo; write the photo, the comparison and the faces."""
     background = paste.background_upsampler(photo.image, float(setting(config, "upscale")),
@@ -115,8 +132,9 @@ def finish(photo: Photo, config: ml_collections.ConfigDict, out_dir: Path) -> li
     faces = [photo.restored[i][0] for i in range(len(photo.transforms))]
     result = paste.paste_faces(background, photo.image.shape, faces, photo.transforms,
                                erode=setting(config, "mask_erode"), blur=setting(config, "mask_blur"))
+    compare = images.make_grid([[fit_within(background, COMPARE_MAX_SIDE), fit_within(result, COMPARE_MAX_SIDE)]])
     written = [images.save_png(out_dir / f"{photo.name}.png", result),
-               images.save_png(out_dir / f"{photo.name}_compare.png", images.make_grid([[background, result]]))]
+               images.save_png(out_dir / f"{photo.name}_compare.png", compare)]
     for i in range(len(photo.transforms)):
         seeds = photo.restored[i]
         if len(seeds) == 1:
@@ -140,10 +158,15 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
 
     paths = images.list_images(config.input_dir)
     num_images = int(config.get("num_images", 0) or 0)
+    paths = paths[:num_images] if num_images > 0 else paths
+    if not paths:
+        raise sample_lib.SetupError(f"input_dir {config.input_dir} holds no image files "
+                                    f"({' '.join(images.IMAGE_SUFFIXES)})")
+    names = folders.unique_names(paths, derived=DERIVED_NAMES)  # x_compare.jpg may not be photo x's comparison
     photos, todo, owners, written = [], [], [], []
-    for path in paths[:num_images] if num_images > 0 else paths:
-        if (out_dir / f"{path.stem}.png").exists() and not config.overwrite:
-            log.warning("%s exists: skipped (set --config.overwrite=True to replace it)", out_dir / f"{path.stem}.png")
+    for path, stem in zip(paths, names, strict=True):
+        if (out_dir / f"{stem}.png").exists() and not config.overwrite:
+            log.warning("%s exists: skipped (set --config.overwrite=True to replace it)", out_dir / f"{stem}.png")
             continue
         try:
             image = read_photo(path)
@@ -151,14 +174,14 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
             log.error("skipped %s", err)
             continue
         faces = find_faces(image, config, str(path))
-        photo = Photo(path.stem, image, [])
+        photo = Photo(stem, image, [])
         if not faces:
             log.warning("%s: no face found; the photo is only upscaled", path)
             written += finish(photo, config, out_dir)
             continue
         log.info("%s: %d face(s)", path, len(faces))
         for i, face in enumerate(faces):
-            name = f"{path.stem}_face{i}"
+            name = f"{stem}_face{i}"
             lr, transform = face_input(image, face.landmarks, prior_size, lr_size, f"{path}, face {i}")
             written.append(images.save_png(out_dir / f"{name}_lr.png", lr))
             photo.transforms.append(transform)
