@@ -4,9 +4,12 @@
     python train.py --config configs/ddpm_demo.py --config.workdir=runs/ddpm_demo
 
 Rerunning the same command resumes from the latest checkpoint in the workdir (and repairs a ``model/`` export that a
-crash left unfinished). See dpi_jax/train_lib.py for what the workdir holds; ``<workdir>/model`` is what sample.py
-loads. The config is checked first (dpi_jax/validation.py); a setup error exits with status 2 and one line
-``error: ...`` on stderr (``--verbose`` adds the traceback).
+crash left unfinished). A rerun whose config differs from the workdir's config.json in what is trained (the model,
+data, task, diffusion, loss, seed, optimiser...) is refused, listing the fields, unless ``--allow_config_change``; a
+second training in a workdir that one is running in is refused. See dpi_jax/train_lib.py for what the workdir holds;
+``<workdir>/model`` is what sample.py loads. The config is checked first (dpi_jax/validation.py); a setup error exits
+with status 2 and one line ``error: ...`` on stderr (``--verbose`` adds the traceback). SIGINT (Ctrl-C) or SIGTERM
+during the steps checkpoints, then exits with status 130 or 143 (128 + the signal's number).
 """
 
 import logging
@@ -20,6 +23,9 @@ from dpi_jax import train_lib, validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume a workdir even when the config differs from its config.json in fields that "
+    "change what is trained (config.json then holds the new config).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -33,7 +39,9 @@ def main(argv):
 
     def validated_train():
         validation.check_training(config)
-        train_lib.train(config, config.workdir)
+        stop = train_lib.StopRequest()
+        train_lib.train(config, config.workdir, stop=stop, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+        return stop.exit_status  # 0, or 128 + the number of the signal that stopped the run
 
     sys.exit(validation.run_cli(validated_train, verbose=_VERBOSE.value))
 

@@ -1,7 +1,7 @@
 """The rules of the folders a run reads and writes, so that nothing is silently lost:
 
-- one run at a time writes into a folder (:func:`locked`: an advisory ``flock`` that the OS releases when the process
-  ends, however it ends, so a killed run leaves no stale lock);
+- one run at a time writes into a folder (:func:`locked`: an advisory ``flock`` on the folder that the OS releases
+  when the process ends, however it ends, so a killed run leaves no stale lock);
 - every input gets its own output name (:func:`unique_names`: ``a.png`` and ``a.jpg`` become ``a_png`` and
   ``a_jpg``), and names that would collide with another input's outputs are refused with both files named;
 - an input file is never written over (:func:`check_not_inputs`), whatever ``overwrite`` says.
@@ -20,8 +20,6 @@ from typing import Iterator, Sequence
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".dpi_jax.lock"
-
 
 class FolderError(OSError):
     """A folder that cannot be used as asked (another run holds it, names collide, inputs would be replaced); a
@@ -30,20 +28,21 @@ class FolderError(OSError):
 
 @contextlib.contextmanager
 def locked(folder: str | os.PathLike, what: str = "run") -> Iterator[Path]:
-    """Hold ``folder``'s lock (``folder/.dpi_jax.lock``, the folder created if needed) while the block runs; raises
-    :class:`FolderError` at once when another process holds it."""
+    """Hold ``folder``'s lock (an exclusive ``flock`` on the folder itself, created if needed: no file is left in it)
+    while the block runs; raises :class:`FolderError` at once when another process holds it. ``what`` names the
+    kind of run in that message ("training", "sampling run")."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a+") as handle:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FolderError(f"{folder}: another {what} is writing there (it holds {folder / LOCK_FILE}); wait for "
-                              f"it to finish or choose another folder") from None
-        try:
-            yield folder
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            raise FolderError(f"{folder}: another {what} is writing there (it holds the folder's lock); wait for it "
+                              f"to end, stop it, or choose another folder") from None
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def unique_names(paths: Sequence[Path], derived: str | None = None) -> list[str]:

@@ -344,15 +344,15 @@ def run_one(config: ml_collections.ConfigDict) -> tuple[list[Path], list]:
         raise SetupError(f"input_dir {config.input_dir} is not a folder (nothing was loaded or written)")
     if from_folder:
         folders.check_not_inputs(config.input_dir, out_dir)
+    image_size = model_configs(config)[0]["image_size"]  # the checkpoints fit, before anything is written
     with folders.locked(out_dir, "sampling run"):
         if config.mode == "photo":  # whole photos: detect, align, restore and paste back every face
             from dpi_jax.photo import pipeline
             return pipeline.run(config), []
-        return _sample_folder(config, out_dir)
+        return _sample_folder(config, out_dir, image_size)
 
 
-def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path) -> tuple[list[Path], list]:
-    image_size = model_configs(config)[0]["image_size"]
+def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path, image_size: int) -> tuple[list[Path], list]:
     diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early
     num_seeds = int(config.num_seeds)
     todo = list_inputs(config, image_size, out_dir)

@@ -18,6 +18,15 @@ One loop serves both (``config.model.kind`` "crt" or "adm"):
   the held-out metrics every ``eval_every`` steps; a tqdm bar shows the same.
 - ``<workdir>/samples/step_<n>.png`` every ``eval_every`` steps on a fixed held-out batch: for a CRT, the grid
   pixels (H/k x H/k, enlarged) of y_T | CRT(y) | GT per row; for a prior, unconditional samples of the EMA model.
+- ``<workdir>/config.json``: the config the workdir's checkpoints were trained with. A rerun whose config differs in
+  a field that changes what is trained (anything but :data:`HARMLESS_CHANGES`) is refused before any step,
+  listing the differing fields (:class:`ConfigChangedError`), unless the change is forced (``allow_config_change``;
+  config.json then holds the new config).
+- The workdir is locked for the whole run (:func:`dpi_jax.folders.locked`), so a second training in the same workdir
+  fails at once; the OS releases the lock when the process ends, however it ends.
+
+A run stopped by SIGINT/SIGTERM checkpoints and returns; :attr:`StopRequest.exit_status` is then 128 + the signal's
+number (130, 143), what ``train.py`` exits with.
 """
 
 from __future__ import annotations
@@ -41,11 +50,22 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
-from dpi_jax import checkpoint, data, diffusion, images, sharding, tasks
+from dpi_jax import checkpoint, data, diffusion, folders, images, sharding, tasks
 from dpi_jax.models import abstract_params, count_params, make_model
 
 INIT_FOLD = 2**31 - 1  # the parameters' initialisation key: fold_in(PRNGKey(seed), INIT_FOLD); steps use 0, 1, ...
 HELDOUT_SEED_OFFSET = 1  # the held-out batch draws its degradations from seed + 1, apart from the training batches
+CONFIG_FILE = "config.json"
+# The config fields a rerun may change in a workdir: where things are, how long, and the bookkeeping. Any other change
+# (model, data, task, diffusion, loss, seed, optimiser, batch size, EMA, init_from) changes what is trained.
+# num_steps extends (or shortens) a run; with the cosine schedule it also stretches the decay from then on.
+HARMLESS_CHANGES = frozenset({
+    "workdir", "num_steps", "log_every", "eval_every", "eval_images", "sample_images", "sample_respacing", "var_type",
+    "checkpoint_every", "keep_checkpoints", "data.workers", "data.data_dir", "data.manual_dir", "allow_config_change"})
+
+
+class ConfigChangedError(ValueError):
+    """A rerun in a workdir whose config.json differs from the config in fields that change what is trained."""
 
 
 
@@ -168,7 +188,8 @@ class StopRequest:
     """Turns SIGTERM/SIGINT into a flag the loop checks after each step (it then checkpoints and returns)."""
 
     def __init__(self):
-        self.signal = None
+        self.signal = None  # the name of the signal received, e.g. "SIGINT"
+        self.signum = None
         self._previous = {}
 
     def __enter__(self):
@@ -177,7 +198,14 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
+        self.signum = signum
         self.signal = signal.Signals(signum).name
+
+    @property
+    def exit_status(self) -> int:
+        """The process's exit status: 128 + the signal's number when one was received (SIGINT 130, SIGTERM 143),
+        else 0."""
+        return 0 if self.signum is None else 128 + int(self.signum)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -185,10 +213,14 @@ class StopRequest:
 
 
 def export_model(workdir: Path, state: TrainState, config: ml_collections.ConfigDict) -> Path:
-    """The EMA parameters as a :mod:`dpi_jax.checkpoint` model directory, ``<workdir>/model``, with the step in its
-    model.json. Atomic (:func:`dpi_jax.checkpoint.write_checkpoint`): a crash leaves the previous export or this one."""
+    """The EMA parameters as a :mod:`dpi_jax.checkpoint` model directory, ``<workdir>/model``, with the step (and a
+    CRT's SR scale, see :func:`dpi_jax.checkpoint.stored_scale`) in its model.json. Atomic
+    (:func:`dpi_jax.checkpoint.write_checkpoint`): a crash leaves the previous export or this one."""
+    extra = {"step": int(state.step)}
+    if config.model.kind == "crt":
+        extra["scale"] = int(config.scale)
     return checkpoint.save_model(workdir / "model", jax.device_get(state.ema_params), dict(config.model.config),
-                                 kind=config.model.kind, overwrite=True, extra={"step": int(state.step)})
+                                 kind=config.model.kind, overwrite=True, extra=extra)
 
 
 def exported_step(model_dir: Path) -> int | None:
@@ -210,14 +242,72 @@ def repair_export(workdir: Path, state: TrainState, config: ml_collections.Confi
         tqdm.write(f"exported {model_dir} again from the checkpoint of step {int(state.step)}")
 
 
-def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None = None) -> TrainState:
-    """Train (or resume training) in ``workdir``; returns the final state. ``stop_after`` ends the run after that
-    many steps of this call, checkpointing as a signal would (for tests of resumption)."""
+def flat_config(tree: dict, prefix: str = "") -> dict:
+    """The leaves of a config's JSON form by dotted name, e.g. ``{"model.config.num_channels": 128, ...}``."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(stored: dict, config: ml_collections.ConfigDict) -> list[str]:
+    """``"name: old -> new"`` for each field outside :data:`HARMLESS_CHANGES` where ``config`` differs from the
+    ``stored`` JSON form of a config ("absent" for a field only one of them has)."""
+    old, new = flat_config(stored), flat_config(json.loads(config.to_json()))
+
+    def shown(flat, name):
+        return repr(flat[name]) if name in flat else "absent"
+
+    return [f"{name}: {shown(old, name)} -> {shown(new, name)}" for name in sorted(old.keys() | new.keys())
+            if name not in HARMLESS_CHANGES and (name in old, old.get(name)) != (name in new, new.get(name))]
+
+
+def check_rerun_config(workdir: Path, config: ml_collections.ConfigDict, allow_change: bool = False) -> list[str]:
+    """Compare ``config`` with the ``<workdir>/config.json`` of the runs before (none: nothing to compare) and return
+    the differing fields (:func:`config_changes`); raises :class:`ConfigChangedError` listing them unless
+    ``allow_change``."""
+    path = workdir / CONFIG_FILE
+    if not path.exists():
+        return []
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError as err:
+        raise ConfigChangedError(f"{path}: unreadable ({err}); move it away to start afresh from this config") from None
+    changes = config_changes(stored, config)
+    if changes and not allow_change:
+        raise ConfigChangedError(
+            f"{path}: this workdir was trained with another config; differing fields (there -> now): "
+            + "; ".join(changes) + ". Rerun with that config, use another --config.workdir, or pass "
+            "--allow_config_change to continue anyway")
+    return changes
+
+
+def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None = None,
+          stop: StopRequest | None = None, allow_config_change: bool = False) -> TrainState:
+    """Train (or resume training) in ``workdir``, holding its lock (:func:`dpi_jax.folders.locked`); returns the
+    final state.
+    A config that differs from the workdir's config.json is refused (:func:`check_rerun_config`) unless
+    ``allow_config_change`` (or ``config.allow_config_change``). ``stop``: the :class:`StopRequest` the loop uses
+    (the caller reads the signal from it afterwards). ``stop_after`` ends the run after that many steps of this call,
+    checkpointing as a signal would (for tests of resumption)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    config_path = workdir / "config.json"
-    if not config_path.exists():
-        images.write_atomic(config_path, config.to_json(indent=1))
+    with folders.locked(workdir, "training"):
+        allow = allow_config_change or bool(config.get("allow_config_change", False))
+        changes = check_rerun_config(workdir, config, allow)
+        for change in changes:
+            tqdm.write(f"config changed (allowed): {change}")
+        return _train_locked(config, workdir, stop_after=stop_after, stop=stop or StopRequest(),
+                             write_config=bool(changes) or not (workdir / CONFIG_FILE).exists())
+
+
+def _train_locked(config: ml_collections.ConfigDict, workdir: Path, *, stop_after: int | None, stop: StopRequest,
+                  write_config: bool) -> TrainState:
+    """The body of :func:`train` once the workdir is locked and the config checked; ``write_config``: (re)write
+    config.json once the state is set up."""
     model, schedule, optimizer = build_model(config), make_schedule(config), make_optimizer(config)
     mesh = sharding.data_mesh()
     if config.batch_size % mesh.size:
@@ -235,6 +325,8 @@ def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None 
             state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(target))
             tqdm.write(f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}")
             repair_export(workdir, state, config)
+        if write_config:
+            images.write_atomic(workdir / CONFIG_FILE, config.to_json(indent=1))
         start = int(state.step)
         state = sharding.replicate(state, mesh)
         tqdm.write(f"{config.model.kind}: {count_params(state.params):,} parameters, {mesh.size} device(s), steps "
@@ -254,8 +346,7 @@ def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None 
                 export_model(workdir, state, config)
 
         step, last_time, last_step = start, time.perf_counter(), start
-        with StopRequest() as stop, tqdm(total=config.num_steps, initial=start, desc="train", unit="step",
-                                        dynamic_ncols=True) as bar:
+        with stop, tqdm(total=config.num_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
             while step < config.num_steps:
                 state, metrics = train_step(state, next(stream))
                 step += 1

@@ -373,16 +373,28 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def exit_now(status: int):
+    """End the process with ``status`` without Python's interpreter teardown (after flushing stdout and stderr).
+
+    For Ctrl-C: the KeyboardInterrupt has already unwound the program (its ``finally`` clauses ran, atomic writes
+    cleaned up), but XLA may still be compiling in its own threads, and tearing the interpreter down under them
+    crashes the process (SIGSEGV, exit 139, seen for a Ctrl-C during the sampler's compilation)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def run_cli(fn: Callable[[], object], *, verbose: bool = False,
             setup_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Run ``fn()`` for a command-line tool and return its exit status: 0; 2 with ``error: <message>`` on stderr for a
-    setup error (:data:`SETUP_ERRORS` or ``setup_errors``); 1 with ``error: <type>: <message>`` for anything else;
-    130 on Ctrl-C. The traceback is printed only with ``verbose``. An int that ``fn`` returns is the status."""
+    setup error (:data:`SETUP_ERRORS` or ``setup_errors``); 1 with ``error: <type>: <message>`` for anything else.
+    Ctrl-C prints ``error: interrupted`` and ends the process at once with status 130 (:func:`exit_now`). The
+    traceback is printed only with ``verbose``. An int that ``fn`` returns is the status."""
     try:
         status = fn()
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        exit_now(130)
     except Exception as err:
         if verbose:
             traceback.print_exc()
