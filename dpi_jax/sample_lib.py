@@ -1,284 +1,43 @@
-"""What ``sample.py`` does: read a folder of faces, run DPI on them in batches, write PNGs and a grid.
-
-Inputs (:func:`list_inputs`): the images of the folder ``config.input_dir``, or with
-``config.input_dir = "synthfaces:heldout"`` (or ``"synthfaces:train"``) the procedural faces of
-:mod:`dpi_jax.demo.synthfaces` for ``split_seeds(split, config.num_images or 16)``, named ``<split>_<seed>`` (synthetic
-mode only). ``config.num_images > 0`` keeps the first N inputs (sorted file names, or the first N seeds).
+"""What ``sample.py`` does: super-resolve a folder of faces (or whole photos, ``config.mode = "photo"``) with the
+engine of :mod:`dpi_jax.inference`, once per run of ``config.runs``, and write PNGs and a grid.
 
 Outputs in ``config.output_dir``: ``<input name>.png`` for each SR result (with ``config.num_seeds = S > 1``:
 ``<stem>_s0.png`` ... ``<stem>_s{S-1}.png`` and ``<stem>_std.png``, the per-pixel standard deviation over the seeds)
 and ``grid.png`` with one row per input: LR (nearest, enlarged) | bicubic | DPI (up to 4 seeds) | std map | ground
 truth (synthetic mode). Existing files are never overwritten unless ``config.overwrite``: an input whose output
-exists is skipped, and a new grid goes to ``grid-N.png``.
-
-Randomness: seed n of batch j uses ``fold_in(fold_in(PRNGKey(config.seed), j), n)``, so adding seeds keeps the
-first ones. Batches are padded to ``config.batch_size`` (rounded up to a multiple of the device count) so that one
-compilation serves the whole folder, and are split over all devices.
+exists is skipped, and a new grid goes to ``grid-N.png``. The output folder is locked for the run
+(:func:`dpi_jax.folders.locked`) and may not be the input folder.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from tqdm import tqdm
 
-from dpi_jax import checkpoint, diffusion, folders, images, sampler, sharding, validation
+from dpi_jax import diffusion, folders, images, validation
+from dpi_jax.inference import (  # noqa: F401  (the engine's names, as sample_lib offered them before)
+    CRT_HELP,
+    GRID_SEEDS,
+    PRIOR_HELP,
+    PRIOR_ONLY_NOTE,
+    SYNTHFACES_PREFIX,
+    SetupError,
+    check_crt_scale,
+    check_memory,
+    effective_batch_size,
+    grid_row,
+    list_inputs,
+    load_models,
+    model_configs,
+    prepare_image,
+    prepare_input,
+    sample_batches,
+    synthfaces_split,
+)
 
 log = logging.getLogger(__name__)
-
-PRIOR_HELP = """\
-The pretrained prior checkpoint {path} does not exist.
-DPI uses the FFHQ 256x256 DDPM `ffhq_10m.pt` of DPS (Chung et al., 2022), linked from the READMEs of the DPS and
-DPI (JerryYann/DPI) repositories. Download it yourself, then convert it once with
-    python -m dpi_jax.port ffhq_10m.pt {path} --model ffhq_10m
-or point --config.prior_checkpoint at a converted checkpoint."""
-
-CRT_HELP = """\
-The CRT checkpoint {path} does not exist. Train one with
-    python train.py --config configs/crt_x8.py   (see the README)
-or convert a PyTorch CRT with
-    python -m dpi_jax.port crt.pt {path} --model crt
-or sample without the corrector: --config.crt_checkpoint=''"""
-
-
-class SetupError(RuntimeError):
-    """A missing checkpoint or folder, with instructions; sample.py prints it and exits non-zero."""
-
-
-def model_configs(config: ml_collections.ConfigDict) -> tuple[dict, dict]:
-    """The model configs of the prior and the CRT (``{}`` without one) from their model.json, no parameter read:
-    both checkpoints must exist and be of the right kind (an adm prior, a crt corrector), and k, scale and the CRT's
-    size must fit the prior's image size."""
-    if not Path(config.prior_checkpoint).exists():
-        raise SetupError(PRIOR_HELP.format(path=config.prior_checkpoint))
-    if config.crt_checkpoint and not Path(config.crt_checkpoint).exists():
-        raise SetupError(CRT_HELP.format(path=config.crt_checkpoint))
-    _, prior_config = checkpoint.check_kind(config.prior_checkpoint, "adm", "prior_checkpoint")
-    crt_config = {}
-    if config.crt_checkpoint:
-        crt_config = checkpoint.check_kind(config.crt_checkpoint, "crt", "crt_checkpoint")[1]
-        check_crt_scale(config)
-    if not isinstance(prior_config.get("image_size"), int):
-        raise SetupError(f"prior_checkpoint {config.prior_checkpoint}: its model.json has no integer image_size")
-    validation.check_sampling_sizes(config, prior_config["image_size"], crt_config.get("image_size"))
-    return prior_config, crt_config
-
-
-def check_crt_scale(config: ml_collections.ConfigDict) -> None:
-    """A CRT corrects the LR pixels of one SR scale: one whose model.json stores another scale than ``config.scale``
-    is refused; one that stores none (older exports and ports) is used with a warning."""
-    trained = checkpoint.stored_scale(config.crt_checkpoint)
-    if trained is None:
-        log.warning("crt_checkpoint %s does not say which scale it was trained for (no 'scale' in its model.json): "
-                    "make sure it is a x%s CRT", config.crt_checkpoint, config.scale)
-    elif trained != config.scale:
-        raise validation.ConfigError([f"config.scale = {config.scale}: crt_checkpoint {config.crt_checkpoint} was "
-                                      f"trained for x{trained}; use a x{config.scale} CRT or --config.scale={trained}"])
-
-
-def load_models(config: ml_collections.ConfigDict):
-    """(prior, prior_params, crt or None, crt_params or None) from the configured checkpoints. Before any parameter
-    is read, both checkpoints must exist and be of the right kind (an adm prior, a crt corrector), and k, scale and
-    the CRT's size must fit the prior's image size (all from their model.json)."""
-    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
-    model_configs(config)
-    roles = {"adm": "prior_checkpoint", "crt": "crt_checkpoint"}
-    prior, prior_params = checkpoint.load_module(config.prior_checkpoint, dtype, "adm", roles["adm"])
-    crt, crt_params = (checkpoint.load_module(config.crt_checkpoint, dtype, "crt", roles["crt"])
-                       if config.crt_checkpoint else (None, None))
-    if crt is None:
-        log.info(PRIOR_ONLY_NOTE)
-    return prior, prior_params, crt, crt_params
-
-
-PRIOR_ONLY_NOTE = (
-    "prior-only run: no CRT is configured (crt_checkpoint=''). This is a valid mode, the paper's Table 4 \"w/o CRT\": "
-    "the condition stays the LR input's own pixels at every step, noised to each step's level (Eqs. 6-7), and is "
-    "never corrected. Expect results close to the CRT's in consistency, grainier in detail; a CRT (train.py "
-    "--config configs/crt_x8.py, or a ported one) repairs the degraded condition pixels.")
-
-
-SYNTHFACES_PREFIX = "synthfaces:"
-SYNTHFACES_SPLITS = ("train", "heldout")
-SYNTHFACES_DEFAULT_COUNT = 16
-
-
-def prepare_input(path: Path, config, image_size: int):
-    """(LR uint8, I_L^bc uint8, ground truth uint8 or None) for one file; raises ImageReadError when unusable
-    (``config.max_image_pixels``, when the config has it, replaces :data:`dpi_jax.images.MAX_IMAGE_PIXELS`)."""
-    return prepare_image(images.read_rgb(path, config.get("max_image_pixels")), config, image_size, str(path))
-
-
-def prepare_image(image: np.ndarray, config, image_size: int, label: str = "image"):
-    """(LR uint8, I_L^bc uint8, ground truth uint8 or None) for one uint8 RGB image: an HR face in synthetic mode (the
-    LR is made by bicubic downsampling; a wrong size is centre-cropped and resized, with a message naming ``label``),
-    the LR input itself in real mode."""
-    if config.mode == "synthetic":
-        hr = image
-        if hr.shape[:2] != (image_size, image_size):
-            log.warning("%s: %dx%d, centre-cropped and resized to %dx%d", label, *hr.shape[:2], image_size, image_size)
-            hr = images.fit_square(hr, image_size)
-        lr = images.lr_from_hr(hr, config.scale)
-    elif config.mode == "real":
-        hr, lr = None, image
-    else:
-        raise ValueError(f"config.mode must be 'synthetic' or 'real', not {config.mode!r}")
-    return lr, images.condition_from_lr(lr, image_size, config.k), hr
-
-
-def synthfaces_split(input_dir: str) -> str | None:
-    """The split named by ``"synthfaces:<split>"``, or None for a folder."""
-    input_dir = str(input_dir)
-    if not input_dir.startswith(SYNTHFACES_PREFIX):
-        return None
-    split = input_dir[len(SYNTHFACES_PREFIX):]
-    if split not in SYNTHFACES_SPLITS:
-        raise SetupError(f"input_dir {input_dir!r}: the synthfaces split must be one of "
-                         f"{', '.join(SYNTHFACES_PREFIX + s for s in SYNTHFACES_SPLITS)}")
-    return split
-
-
-def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=None) -> list[tuple]:
-    """The inputs of ``config``: a list of ``(name, LR uint8, I_L^bc uint8, ground truth uint8 or None)``.
-
-    ``config.input_dir`` is a folder (unreadable files are reported by name and skipped) or ``"synthfaces:<split>"``
-    (HR faces ``synthfaces.face(seed, image_size)``, synthetic mode only). ``config.num_images > 0`` keeps the first N
-    files (sorted) or seeds. With ``output_dir``, inputs whose first output (``<name>.png``, or ``<name>_s0.png`` for
-    several seeds) exists there are skipped unless ``config.overwrite``.
-    """
-    num_images = int(config.get("num_images", 0) or 0)
-    num_seeds = int(config.get("num_seeds", 1))
-
-    def done(name: str) -> bool:
-        if output_dir is None or config.overwrite:
-            return False
-        target = Path(output_dir) / (f"{name}.png" if num_seeds == 1 else f"{name}_s0.png")
-        if target.exists():
-            log.warning("%s exists: skipped (set --config.overwrite=True to replace it)", target)
-            return True
-        return False
-
-    inputs = []
-    split = synthfaces_split(config.input_dir)
-    if split is not None:
-        if config.mode != "synthetic":
-            raise SetupError(f"input_dir {config.input_dir!r} gives HR faces: it needs config.mode='synthetic', "
-                             f"not {config.mode!r}")
-        from dpi_jax.demo import synthfaces  # only this input source needs it
-        for seed in synthfaces.split_seeds(split, num_images or SYNTHFACES_DEFAULT_COUNT):
-            name = f"{split}_{seed}"
-            if not done(name):
-                hr = np.asarray(synthfaces.face(int(seed), image_size), np.uint8)
-                inputs.append((name,) + prepare_image(hr, config, image_size, name))
-        return inputs
-
-    paths = images.list_images(config.input_dir)
-    others = sorted(p.name for p in Path(config.input_dir).iterdir() if p.is_file() and p not in set(paths))
-    if others:
-        log.warning("%s: %d file(s) skipped, not of an image type read here (%s): %s", config.input_dir, len(others),
-                    " ".join(images.IMAGE_SUFFIXES), ", ".join(others[:10]) + (" ..." if len(others) > 10 else ""))
-    if not paths:
-        raise SetupError(f"input_dir {config.input_dir} holds no image files ({' '.join(images.IMAGE_SUFFIXES)})")
-    paths = paths[:num_images] if num_images > 0 else paths
-    skipped = 0
-    for path, name in zip(paths, folders.unique_names(paths), strict=True):
-        if done(name):
-            skipped += 1
-            continue
-        try:
-            inputs.append((name,) + prepare_input(path, config, image_size))
-        except images.ImageReadError as err:
-            log.error("skipped %s", err)
-        except Exception as err:  # any failure to prepare one file skips that file, by name; the run goes on
-            log.error("skipped %s: cannot prepare it (%s: %s)", path, type(err).__name__, err)
-    if not inputs and not skipped:
-        raise SetupError(f"input_dir {config.input_dir}: none of its {len(paths)} image file(s) could be read "
-                         "(each is named above)")
-    return inputs
-
-
-def sample_batches(todo: list[tuple], config: ml_collections.ConfigDict, prior, prior_params, crt=None,
-                   crt_params=None, *, overrides: dict | None = None, progress: bool = True, desc: str = "DPI",
-                   leave: bool = True):
-    """Run DPI on ``todo`` (items of :func:`list_inputs`) in batches of ``config.batch_size``; yields ``(batch, sr)``
-    with ``sr`` (num_seeds, len(batch), H, W, 3) float in [-1, 1]. ``overrides`` replace fields of the config's
-    :class:`~dpi_jax.sampler.Settings` (tau/omega in timestep units, as in the config; a ``k`` other than the
-    config's remakes I_L^bc from the LR); ``crt=None`` samples without the corrector. Batch j, seed n uses
-    ``fold_in(fold_in(PRNGKey(config.seed), j), n)`` whatever the settings, so that settings are compared on the
-    same noise."""
-    schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
-    settings = sampler.Settings.from_config(config, **(overrides or {})).validate(schedule.num_timesteps)
-    if prior.image_size % settings.k:
-        raise SetupError(f"k = {settings.k}: must divide the prior's image size {prior.image_size}")
-    condition = (lambda item: item[2]) if settings.k == config.k else (
-        lambda item: images.condition_from_lr(item[1], prior.image_size, settings.k))
-    num_seeds = int(config.num_seeds)
-    mesh = sharding.data_mesh()
-    check_memory(config, prior.image_size, len(todo))
-    batch_size = effective_batch_size(config.batch_size, len(todo), mesh.size)
-    nets = sharding.replicate(sampler.Networks(prior, prior_params, crt, crt_params if crt is not None else None),
-                              mesh)
-    batches = [todo[j:j + batch_size] for j in range(0, len(todo), batch_size)]
-    for j, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=leave)):
-        cond = np.stack([images.to_model(condition(item)) for item in batch])
-        pad = batch_size - len(batch)
-        cond = np.concatenate([cond, np.repeat(cond[-1:], pad, axis=0)]) if pad else cond
-        batch_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), j)
-        keys = jax.vmap(jax.random.fold_in, (None, 0))(batch_key, jnp.arange(num_seeds))
-        sr = sampler.sample_seeds(keys, sharding.shard_batch(jnp.asarray(cond), mesh), nets, schedule, settings,
-                                  chunk_size=config.seed_chunk or None)
-        yield batch, np.asarray(jax.device_get(sr))[:, : len(batch)]  # (seeds, batch, H, W, 3) in [-1, 1]
-
-
-def effective_batch_size(batch_size: int, num_inputs: int, num_devices: int = 1) -> int:
-    """The batch the sampler runs: ``batch_size``, but no larger than the number of inputs (padding 3 inputs to a
-    batch of 10**12 would be all padding), rounded up to a multiple of the device count."""
-    batch = max(1, min(int(batch_size), int(num_inputs)))
-    return -(-batch // num_devices) * num_devices
-
-
-BYTES_PER_PIXEL_IN_FLIGHT = 3200  # the full-size sampler's working memory per image and seed (bench: ~200 MiB at 256²)
-
-
-def memory_limit() -> int:
-    """The bytes one sampling program may use: the first device's limit when it reports one (GPU/TPU), otherwise
-    the host's physical memory."""
-    stats = jax.devices()[0].memory_stats() or {}
-    if stats.get("bytes_limit"):
-        return int(stats["bytes_limit"])
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def check_memory(config: ml_collections.ConfigDict, image_size: int, num_inputs: int) -> None:
-    """A rough up-front bound, before any sampling: the seeds sampled at once (``seed_chunk`` or all
-    ``num_seeds``) times the batch, at about :data:`BYTES_PER_PIXEL_IN_FLIGHT` per pixel, plus the results kept on
-    the host, must fit :func:`memory_limit`; otherwise a ConfigError says which fields to lower."""
-    batch = effective_batch_size(config.batch_size, num_inputs)
-    seeds = int(config.num_seeds)
-    in_flight = min(int(config.seed_chunk) or seeds, seeds)
-    need = image_size**2 * batch * (in_flight * BYTES_PER_PIXEL_IN_FLIGHT + seeds * 3 * 4)
-    limit = memory_limit()
-    if need > limit:
-        raise validation.ConfigError([
-            f"config.num_seeds = {seeds}, seed_chunk = {config.seed_chunk}, batch_size = {config.batch_size}: about "
-            f"{need / 2**30:.1f} GiB for {batch} {image_size}x{image_size} image(s) at once, more than the "
-            f"{limit / 2**30:.1f} GiB here; lower num_seeds or batch_size, or set seed_chunk (seeds sampled at once)"])
-
-
-GRID_SEEDS = 4  # at most this many seeds per row of a grid
-
-
-def grid_row(lr: np.ndarray, results: np.ndarray, image_size: int, *, extra=(), gt=None) -> list[np.ndarray]:
-    """One row of a grid (sample.py's grid.png, the evaluation's grid_<setting>.png): the LR input enlarged pixel for
-    pixel | bicubic | up to :data:`GRID_SEEDS` results (uint8 (S, H, W, 3)) | ``extra`` images | the ground truth."""
-    row = [images.nearest_up(lr, image_size), images.resize(lr, image_size), *results[:GRID_SEEDS], *extra]
-    return row + ([gt] if gt is not None else [])
 
 
 def expand_runs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from dpi_jax import images, sample_lib
+from dpi_jax import images, inference
 from dpi_jax.evaluate.measures import DEFAULT, Accumulator, MetricNetworks, set_fid_reference
 from dpi_jax.evaluate.settings import Setting
 
@@ -24,8 +24,8 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
       settings: :class:`~dpi_jax.evaluate.settings.Setting` values (``default_settings``, ``parse_sweep``).
       metrics: names of :data:`dpi_jax.evaluate.measures.CHOICES` (already parsed).
       networks: the metric networks ``metrics`` needs (:meth:`MetricNetworks.load`); none for pixel metrics.
-      models: ``(prior, prior_params, crt, crt_params)`` as from ``sample_lib.load_models(config)`` (loaded when None).
-      inputs: items of ``sample_lib.list_inputs`` (listed from the config when None).
+      models: ``(prior, prior_params, crt, crt_params)`` as from ``inference.load_models(config)`` (loaded when None).
+      inputs: items of ``inference.list_inputs`` (listed from the config when None).
     Returns:
       rows: dicts with ``setting``, ``tau``/``s``/``omega``/``crt`` (None for bicubic), ``swept``/``value``,
       ``num_images``, ``num_seeds``, each metric column with ``<column>_std``, ``per_image`` ({input name:
@@ -34,13 +34,13 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
       ``compare.png``.
     """
     networks = networks or MetricNetworks()
-    prior, prior_params, crt, crt_params = models if models is not None else sample_lib.load_models(config)
+    prior, prior_params, crt, crt_params = models if models is not None else inference.load_models(config)
     image_size = prior.image_size
-    todo = list(inputs) if inputs is not None else sample_lib.list_inputs(config, image_size)
+    todo = list(inputs) if inputs is not None else inference.list_inputs(config, image_size)
     if not todo:
-        raise sample_lib.SetupError(f"no usable inputs in {config.input_dir}")
+        raise inference.SetupError(f"no usable inputs in {config.input_dir}")
     if any(s.crt for s in settings) and crt is None:
-        raise sample_lib.SetupError("a setting asks for the CRT but config.crt_checkpoint is empty")
+        raise inference.SetupError("a setting asks for the CRT but config.crt_checkpoint is empty")
     has_gt = config.mode == "synthetic"
     gt_all = np.stack([item[3] for item in todo]) if has_gt else None
     set_fid_reference(networks, gt_all, progress)
@@ -50,7 +50,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
     for setting in tqdm(settings, desc="settings", unit="setting", disable=not progress):
         measured = Accumulator(metrics, networks, scale)
         grid, shown = [], []
-        batches = sample_lib.sample_batches(
+        batches = inference.sample_batches(
             todo, config, prior, prior_params, crt if setting.crt else None, crt_params,
             overrides=setting.overrides(), progress=progress, desc=setting.name, leave=False)
         for batch, sr in batches:
@@ -59,7 +59,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
             measured.add(sr, lr, np.stack([item[3] for item in batch]) if has_gt else None)
             for n, (_, lr_n, _, hr_n) in enumerate(batch):
                 if len(grid) < config.grid_rows:
-                    grid.append(sample_lib.grid_row(lr_n, sr[:, n], image_size, gt=hr_n))
+                    grid.append(inference.grid_row(lr_n, sr[:, n], image_size, gt=hr_n))
                     shown.append(sr[0, n])
         row = dict(setting.as_dict(), setting=setting.name, num_images=len(names), num_seeds=num_seeds)
         del row["name"]

@@ -35,7 +35,7 @@ from flax import linen as nn
 
 from dpi_jax import checkpoint, sharding
 from dpi_jax.metrics.batching import map_batches
-from dpi_jax.port import PortError, misfit_error
+from dpi_jax.torch_port import PortError, misfit_error
 
 KIND = "vggface"
 INPUT_SIZE = 224

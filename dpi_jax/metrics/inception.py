@@ -29,7 +29,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict
 
 from dpi_jax import checkpoint
-from dpi_jax.port import fill_params, strip_module_prefix
+from dpi_jax.torch_port import fill_params, strip_module_prefix
 
 KIND = "fid_inception"
 INPUT_SIZE = 299
@@ -343,7 +343,7 @@ def save_inception(directory, params, *, overwrite: bool = False) -> Path:
 def port_inception(src, dst, *, overwrite: bool = False) -> Path:
     """``python -m dpi_jax.port pt_inception-2015-12-05-6726825d.pth DST --model fid_inception``: read the .pth,
     convert, save. Raises PortError (nothing written) when the file does not fit."""
-    from dpi_jax.port import load_torch_state_dict
+    from dpi_jax.torch_port import load_torch_state_dict
 
     return save_inception(dst, convert_inception(load_torch_state_dict(src)), overwrite=overwrite)
 

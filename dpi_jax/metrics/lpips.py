@@ -30,7 +30,7 @@ from flax.traverse_util import flatten_dict
 from dpi_jax import checkpoint, sharding
 from dpi_jax.images import list_images, read_rgb
 from dpi_jax.metrics.batching import map_batches
-from dpi_jax.port import PortError, fill_params, load_torch_state_dict
+from dpi_jax.torch_port import PortError, fill_params, load_torch_state_dict
 
 KIND = "lpips"
 NETS = ("alex", "vgg")

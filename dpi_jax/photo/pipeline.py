@@ -3,7 +3,7 @@
 For each photo of ``config.input_dir``: detect the faces (:mod:`dpi_jax.photo.detect`); align each to the FFHQ
 template (:mod:`dpi_jax.photo.align`) at the photo's own resolution and shrink that crop to the LR input of DPI
 (prior size / ``config.scale``: 32x32 for the 256x256 FFHQ prior at x8, 8x8 for the 64x64 demo prior); restore all
-faces of all photos together in batches (``sample_lib.sample_batches``, real mode: the LR is used as it is); paste
+faces of all photos together in batches (``inference.sample_batches``, real mode: the LR is used as it is); paste
 seed 0 of each face back into the photo upscaled by ``config.upscale`` (:mod:`dpi_jax.photo.paste`).
 
 The crop and ``config.scale``: DPI restores a face at one fixed scale, so whatever a face's size in the photo, its
@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from dpi_jax import folders, images, sample_lib
+from dpi_jax import folders, images, inference
 from dpi_jax.photo import align, detect, paste
 
 log = logging.getLogger(__name__)
@@ -146,12 +146,12 @@ def finish(photo: Photo, config: ml_collections.ConfigDict, out_dir: Path) -> li
 
 def run(config: ml_collections.ConfigDict) -> list[Path]:
     """Restore the faces of every photo in ``config.input_dir``; returns the paths written."""
-    prior, prior_params, crt, crt_params = sample_lib.load_models(config)
+    prior, prior_params, crt, crt_params = inference.load_models(config)
     prior_size = prior.image_size
     if prior_size % config.scale:
-        raise sample_lib.SetupError(f"config.scale={config.scale} does not divide the prior's size {prior_size}")
+        raise inference.SetupError(f"config.scale={config.scale} does not divide the prior's size {prior_size}")
     if not float(setting(config, "upscale")) > 0:
-        raise sample_lib.SetupError(f"config.upscale must be positive, not {setting(config, 'upscale')}")
+        raise inference.SetupError(f"config.upscale must be positive, not {setting(config, 'upscale')}")
     lr_size = prior_size // config.scale
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
     num_images = int(config.get("num_images", 0) or 0)
     paths = paths[:num_images] if num_images > 0 else paths
     if not paths:
-        raise sample_lib.SetupError(f"input_dir {config.input_dir} holds no image files "
+        raise inference.SetupError(f"input_dir {config.input_dir} holds no image files "
                                     f"({' '.join(images.IMAGE_SUFFIXES)})")
     names = folders.unique_names(paths, derived=DERIVED_NAMES)  # x_compare.jpg may not be photo x's comparison
     photos, todo, owners, written = [], [], [], []
@@ -191,7 +191,7 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
 
     if todo:
         start, done = time.perf_counter(), 0
-        for batch, sr in sample_lib.sample_batches(todo, config, prior, prior_params, crt, crt_params):
+        for batch, sr in inference.sample_batches(todo, config, prior, prior_params, crt, crt_params):
             for n in range(len(batch)):
                 p, i = owners[done + n]
                 photos[p].restored[i] = images.to_uint8(sr[:, n])
