@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ml_collections
 
-from dpi_jax import diffusion, folders, images, validation
+from dpi_jax import compile_cache, diffusion, folders, images, validation
 from dpi_jax.inference import (  # noqa: F401  (the engine's names, as sample_lib offered them before)
     CRT_HELP,
     GRID_SEEDS,
@@ -163,6 +163,7 @@ def main(config: ml_collections.ConfigDict, verbose: bool = False, overrides=())
     error gives exit status 2 and one line ``error: ...`` on stderr, the traceback only with ``verbose``.
     ``overrides``: the dotted fields set on the command line (refused where a run would ignore them)."""
     def validated_run():
+        compile_cache.enable()
         problems = shadowed_overrides(config, overrides)
         if problems:
             raise validation.ConfigError(problems)

@@ -141,16 +141,19 @@ def check_sampling(config: ml_collections.ConfigDict) -> None:
     c.integer("grid_rows", 1)
     if "max_image_pixels" in config:
         c.integer("max_image_pixels", 1)
-    if config.mode == "photo":  # the whole-photo fields of configs/photo.py
+    if config.mode == "photo":  # the whole-photo fields of configs/photo.py; a config without them uses its defaults
         from dpi_jax.photo import paste
-        c.real("upscale", 0, MAX_UPSCALE, low_open=True)
-        c.choice("background_upsampler", tuple(paste.BACKGROUND_UPSAMPLERS))
-        c.real("min_face_size", 0)
-        c.integer("max_faces", 0, note=" (0: all)")
-        c.real("face_threshold", 0, 1)
-        c.integer("detect_max_side", 12)
-        for name in ("mask_erode", "mask_blur"):
-            c.real(name, 0, 0.5, high_open=True, note=" (a fraction of the crop side)")
+        checks = {"upscale": lambda: c.real("upscale", 0, MAX_UPSCALE, low_open=True),
+                  "background_upsampler": lambda: c.choice("background_upsampler", tuple(paste.BACKGROUND_UPSAMPLERS)),
+                  "min_face_size": lambda: c.real("min_face_size", 0),
+                  "max_faces": lambda: c.integer("max_faces", 0, note=" (0: all)"),
+                  "face_threshold": lambda: c.real("face_threshold", 0, 1),
+                  "detect_max_side": lambda: c.integer("detect_max_side", 12),
+                  "mask_erode": lambda: c.real("mask_erode", 0, 0.5, high_open=True, note=" (of the crop side)"),
+                  "mask_blur": lambda: c.real("mask_blur", 0, 0.5, high_open=True, note=" (of the crop side)")}
+        for name, check in checks.items():
+            if name in config:
+                check()
     num_timesteps = config.num_timesteps if isinstance(config.num_timesteps, int) and config.num_timesteps > 0 else 1
     try:  # tau, s, omega, eta, k, method, var_type, refine, weight: the sampler's own rules, every problem
         c.problems += [f"config.{problem}" for problem in sampler.Settings.from_config(config).problems(num_timesteps)]

@@ -271,3 +271,18 @@ def test_ctrl_c_while_the_sampler_compiles_exits_130_without_a_crash(tmp_path):
     status = proc.wait(timeout=120)
     assert status == 130, (status, "".join(seen)[-1000:] + rest[-2000:])
     assert "error: interrupted" in rest and "Segmentation fault" not in rest
+
+
+def test_photo_mode_on_any_sampling_config_uses_the_photo_defaults():
+    """--config.mode=photo on configs/x8.py (no photo fields) passes the checks (it stopped with KeyError 'upscale');
+    the pipeline then uses its defaults. A photo field that is present is still checked."""
+    from configs import x8
+
+    config = x8.get_config()
+    config.mode = "photo"
+    validation.check_sampling(config)
+    assert pipeline.setting(config, "upscale") == pipeline.DEFAULTS["upscale"]
+    config = photo.get_config()
+    config.mask_blur = 0.7
+    with pytest.raises(validation.ConfigError, match="config.mask_blur = 0.7"):
+        validation.check_sampling(config)
