@@ -19,12 +19,13 @@ def test_cache_dir_follows_the_environment(tmp_path):
 
 @pytest.mark.slow
 def test_a_second_compile_loads_from_the_cache(tmp_path):
-    """bench --compile_only twice with one cache folder: the second compile takes at most 30% of the first (measured
-    here: 8.8 s -> 1.7 s on the tiny models)."""
+    """bench --compile_only twice with one cache folder: XLA's compile (``xla_compile_s``; tracing and lowering are
+    not cached) takes at most 30% of the first on the second run. Measured here, full size: compile_s 12.95 ->
+    2.78 s; tiny: 4.7 -> 1.4 s, of which about 1.2 s is tracing and lowering."""
     def compile_seconds(cache):
         proc = run_python(["-m", "dpi_jax.bench", "--tiny", "--compile_only", "--steps=4"],
                           env={"DPI_JAX_CACHE_DIR": str(cache)})
-        return json.loads(proc.stdout.strip().splitlines()[-1])["compile_s"]
+        return json.loads(proc.stdout.strip().splitlines()[-1])["xla_compile_s"]
 
     first, second = compile_seconds(tmp_path / "cache"), compile_seconds(tmp_path / "cache")
     assert any((tmp_path / "cache").iterdir())
