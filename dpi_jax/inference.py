@@ -81,12 +81,14 @@ def check_crt_scale(config: ml_collections.ConfigDict) -> None:
                                       f"trained for x{trained}; use a x{config.scale} CRT or --config.scale={trained}"])
 
 
-def load_models(config: ml_collections.ConfigDict):
+def load_models(config: ml_collections.ConfigDict, *, checked: bool = False):
     """(prior, prior_params, crt or None, crt_params or None) from the configured checkpoints. Before any parameter
     is read, both checkpoints must exist and be of the right kind (an adm prior, a crt corrector), and k, scale and
-    the CRT's size must fit the prior's image size (all from their model.json)."""
+    the CRT's size must fit the prior's image size (all from their model.json: :func:`model_configs`, skipped when
+    the caller has ``checked`` them already, so that its warnings appear once)."""
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
-    model_configs(config)
+    if not checked:
+        model_configs(config)
     roles = {"adm": "prior_checkpoint", "crt": "crt_checkpoint"}
     prior, prior_params = checkpoint.load_module(config.prior_checkpoint, dtype, "adm", roles["adm"])
     crt, crt_params = (checkpoint.load_module(config.crt_checkpoint, dtype, "crt", roles["crt"])
@@ -143,6 +145,21 @@ def synthfaces_split(input_dir: str) -> str | None:
     return split
 
 
+def image_paths(config: ml_collections.ConfigDict) -> list[Path]:
+    """The image files of the folder ``config.input_dir`` (sorted; the first ``config.num_images`` when > 0), for the
+    folder inputs and photo mode alike. Files of other types are named in the log; a folder without an image file is
+    a :class:`SetupError`."""
+    paths = images.list_images(config.input_dir)
+    others = sorted(p.name for p in Path(config.input_dir).iterdir() if p.is_file() and p not in set(paths))
+    if others:
+        log.warning("%s: %d file(s) skipped, not of an image type read here (%s): %s", config.input_dir, len(others),
+                    " ".join(images.IMAGE_SUFFIXES), ", ".join(others[:10]) + (" ..." if len(others) > 10 else ""))
+    if not paths:
+        raise SetupError(f"input_dir {config.input_dir} holds no image files ({' '.join(images.IMAGE_SUFFIXES)})")
+    num_images = int(config.get("num_images", 0) or 0)
+    return paths[:num_images] if num_images > 0 else paths
+
+
 def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=None) -> list[tuple]:
     """The inputs of ``config``: a list of ``(name, LR uint8, I_L^bc uint8, ground truth uint8 or None)``.
 
@@ -177,14 +194,7 @@ def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=N
                 inputs.append((name,) + prepare_image(hr, config, image_size, name))
         return inputs
 
-    paths = images.list_images(config.input_dir)
-    others = sorted(p.name for p in Path(config.input_dir).iterdir() if p.is_file() and p not in set(paths))
-    if others:
-        log.warning("%s: %d file(s) skipped, not of an image type read here (%s): %s", config.input_dir, len(others),
-                    " ".join(images.IMAGE_SUFFIXES), ", ".join(others[:10]) + (" ..." if len(others) > 10 else ""))
-    if not paths:
-        raise SetupError(f"input_dir {config.input_dir} holds no image files ({' '.join(images.IMAGE_SUFFIXES)})")
-    paths = paths[:num_images] if num_images > 0 else paths
+    paths = image_paths(config)
     skipped = 0
     for path, name in zip(paths, folders.unique_names(paths), strict=True):
         if done(name):

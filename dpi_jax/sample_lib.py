@@ -107,7 +107,7 @@ def run_one(config: ml_collections.ConfigDict) -> tuple[list[Path], list]:
     with folders.locked(out_dir, "sampling run"):
         if config.mode == "photo":  # whole photos: detect, align, restore and paste back every face
             from dpi_jax.photo import pipeline
-            return pipeline.run(config), []
+            return pipeline.run(config, checked=True), []
         return _sample_folder(config, out_dir, image_size)
 
 
@@ -119,7 +119,7 @@ def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path, image_size:
         log.warning("nothing to do in %s: every input's output exists in %s", config.input_dir, out_dir)
         return [], []
     check_memory(config, image_size, len(todo))  # before any parameter is read
-    prior, prior_params, crt, crt_params = load_models(config)
+    prior, prior_params, crt, crt_params = load_models(config, checked=True)  # run_one checked them
     out_dir.mkdir(parents=True, exist_ok=True)
 
     written, rows = [], []

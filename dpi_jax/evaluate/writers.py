@@ -40,7 +40,7 @@ def plot_compare(rows: Sequence[dict], path) -> Path:
     columns = [("LR", bicubic["lr_shown"]), ("bicubic", bicubic["shown"])]
     columns += [(r["setting"], r["shown"]) for r in sampled]
     columns += [("GT", bicubic["gt_shown"])] if bicubic.get("gt_shown") is not None else []
-    count = min(len(images) for _, images in columns)
+    count = min(len(pictures) for _, pictures in columns)
     grid = images.make_grid([[c[1][n] for c in columns] for n in range(count)])
     tile = columns[0][1].shape[1] + 2
     fig = Figure(figsize=(grid.shape[1] / 80, grid.shape[0] / 80 + 0.6), dpi=160)

@@ -144,9 +144,10 @@ def finish(photo: Photo, config: ml_collections.ConfigDict, out_dir: Path) -> li
     return written
 
 
-def run(config: ml_collections.ConfigDict) -> list[Path]:
-    """Restore the faces of every photo in ``config.input_dir``; returns the paths written."""
-    prior, prior_params, crt, crt_params = inference.load_models(config)
+def run(config: ml_collections.ConfigDict, *, checked: bool = False) -> list[Path]:
+    """Restore the faces of every photo in ``config.input_dir``; returns the paths written. ``checked``: the
+    checkpoints have been checked already (:func:`dpi_jax.inference.model_configs`)."""
+    prior, prior_params, crt, crt_params = inference.load_models(config, checked=checked)
     prior_size = prior.image_size
     if prior_size % config.scale:
         raise inference.SetupError(f"config.scale={config.scale} does not divide the prior's size {prior_size}")
@@ -156,12 +157,7 @@ def run(config: ml_collections.ConfigDict) -> list[Path]:
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    paths = images.list_images(config.input_dir)
-    num_images = int(config.get("num_images", 0) or 0)
-    paths = paths[:num_images] if num_images > 0 else paths
-    if not paths:
-        raise inference.SetupError(f"input_dir {config.input_dir} holds no image files "
-                                    f"({' '.join(images.IMAGE_SUFFIXES)})")
+    paths = inference.image_paths(config)
     names = folders.unique_names(paths, derived=DERIVED_NAMES)  # x_compare.jpg may not be photo x's comparison
     photos, todo, owners, written = [], [], [], []
     for path, stem in zip(paths, names, strict=True):
