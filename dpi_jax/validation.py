@@ -13,12 +13,15 @@ line ``error: ...`` on stderr, any other failure with status 1 and one line; ``-
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import numbers
 import os
 import runpy
+import signal
 import sys
+import threading
 import traceback
 from typing import Callable, Iterable
 
@@ -387,17 +390,66 @@ def exit_now(status: int):
     os._exit(status)
 
 
+# Seconds a Ctrl-C may take to unwind the program before the process ends regardless (see ctrl_c_ends_the_run).
+INTERRUPT_GRACE_S = 5.0
+
+
+def _interrupted():
+    print("error: interrupted", file=sys.stderr)
+    exit_now(130)
+
+
+@contextlib.contextmanager
+def ctrl_c_ends_the_run():
+    """While the body runs, Ctrl-C (SIGINT) always ends the process with status 130.
+
+    The first Ctrl-C raises KeyboardInterrupt, as Python's own handler does, so the program unwinds and its
+    ``finally`` clauses run. Libraries can swallow that exception: orbax's checkpoint reads catch BaseException in
+    several places, and asyncio's runner replaces Python's handler with one that only cancels a task. So the
+    handler also starts a timer: a process still running :data:`INTERRUPT_GRACE_S` seconds later ends with
+    "error: interrupted" and status 130, as does a second Ctrl-C, and a body that returns after a swallowed Ctrl-C.
+    Only installed over Python's default handler in the main thread: a SIGINT ignored by the shell (a background
+    job) stays ignored."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    pressed = threading.Event()
+
+    def on_sigint(signum, frame):
+        if pressed.is_set():
+            _interrupted()
+        pressed.set()
+        timer = threading.Timer(INTERRUPT_GRACE_S, _interrupted)
+        timer.daemon = True
+        timer.start()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except Exception:
+        if pressed.is_set():  # the interrupt turned into another error on its way up
+            _interrupted()
+        raise
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pressed.is_set():
+        _interrupted()
+
+
 def run_cli(fn: Callable[[], object], *, verbose: bool = False,
             setup_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Run ``fn()`` for a command-line tool and return its exit status: 0; 2 with ``error: <message>`` on stderr for a
     setup error (:data:`SETUP_ERRORS` or ``setup_errors``); 1 with ``error: <type>: <message>`` for anything else.
-    Ctrl-C prints ``error: interrupted`` and ends the process at once with status 130 (:func:`exit_now`). The
-    traceback is printed only with ``verbose``. An int that ``fn`` returns is the status."""
+    Ctrl-C prints ``error: interrupted`` and ends the process at once with status 130 (:func:`exit_now`,
+    :func:`ctrl_c_ends_the_run`). The traceback is printed only with ``verbose``. An int that ``fn`` returns is the
+    status."""
     try:
-        status = fn()
+        with ctrl_c_ends_the_run():
+            status = fn()
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        exit_now(130)
+        _interrupted()
     except Exception as err:
         if verbose:
             traceback.print_exc()
