@@ -11,10 +11,11 @@ import sys
 
 from absl import app, flags
 
-from dpi_jax import sample_lib, validation
+from dpi_jax import distributed, sample_lib, validation
 
 _CONFIG = validation.define_config_file("config", "configs/demo.py", "Sampling configuration file.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+distributed.define_flags()
 
 
 def main(argv):
@@ -23,7 +24,9 @@ def main(argv):
         sys.exit(2)
     overrides = [name[len("config."):] for name in flags.FLAGS
                  if name.startswith("config.") and flags.FLAGS[name].present]
-    sys.exit(sample_lib.main(_CONFIG.value, verbose=_VERBOSE.value, overrides=overrides))
+    launch = dict(coordinator_address=flags.FLAGS.coordinator_address, num_processes=flags.FLAGS.num_processes,
+                  process_id=flags.FLAGS.process_id, auto=flags.FLAGS.distributed)
+    sys.exit(sample_lib.main(_CONFIG.value, verbose=_VERBOSE.value, overrides=overrides, launch=launch))
 
 
 if __name__ == "__main__":

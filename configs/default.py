@@ -49,6 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_seeds = 1  # samples per input; > 1 also writes a diversity (per-pixel std) map
     config.seed_chunk = 0  # seeds vmapped at once (0: all); lower it to bound memory
     config.grid_rows = 16  # at most this many inputs in grid.png
+    config.progress = True  # bars over the batches and the sampler's steps (one log line per batch without a terminal)
     config.max_image_pixels = 50_000_000  # larger input images are skipped by name (PIL's decompression-bomb guard)
     # Several runs of the same inputs, name -> the fields it changes (e.g. the demo's x8 and x4): each writes to
     # output_dir/<name>/ with its own grid, and output_dir/grid.png stacks their rows. Empty: this config's one run.

@@ -26,6 +26,7 @@ every core the process may run on (PyTorch's intra-op threads and XLA's CPU thre
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import resource
@@ -38,8 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from tqdm import tqdm
 
-from dpi_jax import compile_cache, diffusion, sampler, validation
+from dpi_jax import compile_cache, diffusion, inference, sampler, validation
 from dpi_jax.models import ADM, CRT, CRT_256, FFHQ_10M
 
 _CONFIG = validation.define_config_file("config", "configs/x8.py", "Sampling config (tau, s, omega, k).")
@@ -156,11 +158,21 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
         tt = jnp.zeros((batch,), jnp.int32)
         return crt_fn(prior_fn(x, tt)[..., :3], tt, x)
 
+    # The step progress bar of sample.py (dpi_jax.inference.StepBar): reports every 1/50 of the steps to a bar.
+    bar = tqdm(total=steps * (repeats + 1), file=io.StringIO(), mininterval=0)
+    report_every = max(1, steps // inference.REPORTS_PER_RUN)
+    run_reporting = lambda: sampler.sample(jax.random.key(4), lr, nets, schedule, settings,  # noqa: E731
+                                           report_every=report_every)
+    with sampler.watch_steps(lambda i: bar.update(1)):
+        jax.block_until_ready(run_reporting())
+
     x_T = jax.random.normal(jax.random.key(7), lr.shape[:1] + (lr.shape[1] * settings.k,) * 2 + (3,))
     call_flops = _flops(jax.jit(one_call).lower(x_T).compile())
     forwards_jit = jax.jit(forwards)
     jax.block_until_ready(forwards_jit(x_T))
-    sampler_s, forwards_s = _best_times([run_sampler, lambda: forwards_jit(x_T)], repeats)
+    with sampler.watch_steps(lambda i: bar.update(1)):
+        sampler_s, forwards_s, reporting_s = _best_times(
+            [run_sampler, lambda: forwards_jit(x_T), lambda: (run_reporting(), jax.effects_barrier())[0]], repeats)
 
     total_flops = call_flops * steps
     return figures | {
@@ -171,6 +183,7 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
         "forwards_s_per_step_per_image": forwards_s / (steps * batch),
         "forwards_tflops": total_flops / forwards_s / 1e12,
         "overhead": sampler_s / forwards_s,
+        "progress_bar_s": reporting_s, "progress_bar_overhead_pct": 100 * (reporting_s / sampler_s - 1),
         "recompilations_on_tau_s_omega_seed": recompilations,
     } | threads() | memory_figures()
 

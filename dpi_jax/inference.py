@@ -5,20 +5,24 @@ batches.
 Inputs (:func:`list_inputs`): the images of the folder ``config.input_dir``, or with
 ``config.input_dir = "synthfaces:heldout"`` (or ``"synthfaces:train"``) the procedural faces of
 :mod:`dpi_jax.demo.synthfaces` for ``split_seeds(split, config.num_images or 16)``, named ``<split>_<seed>`` (synthetic
-mode only). ``config.num_images > 0`` keeps the first N inputs (sorted file names, or the first N seeds). An input is
-``(name, LR uint8, I_L^bc uint8, ground truth uint8 or None)``.
+mode only). ``config.num_images > 0`` keeps the first N inputs (sorted file names, or the first N seeds). An input is an
+:class:`Input`: its name, the LR, I_L^bc, the ground truth (or None) and its index in the sorted list.
 
-Randomness (:func:`sample_batches`): seed n of batch j uses ``fold_in(fold_in(PRNGKey(config.seed), j), n)``, so
-adding seeds keeps the first ones. Batches are padded to ``config.batch_size`` (no larger than the number of inputs,
-rounded up to a multiple of the device count) so that one compilation serves the whole folder, and are split over
-all devices.
+Randomness (:func:`sample_batches`): seed n of input i uses ``fold_in(fold_in(PRNGKey(config.seed), i), n)``, so
+an image's result depends neither on the batch size nor on the number of devices or processes, and adding seeds
+keeps the first ones. Batches are padded to ``config.batch_size`` (no larger than the number of inputs, rounded up
+to a multiple of the device count) so that one compilation serves the whole folder, and are split over all devices
+of all processes (:mod:`dpi_jax.sharding`): each process receives the results of its own rows.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +48,15 @@ The CRT checkpoint {path} does not exist. Train one with
 or convert a PyTorch CRT with
     python -m dpi_jax.port crt.pt {path} --model crt
 or sample without the corrector: --config.crt_checkpoint=''"""
+
+
+class Input(NamedTuple):
+    """One input of a run (:func:`list_inputs`)."""
+    name: str  # the output's file stem
+    lr: np.ndarray  # the LR face, uint8 (h, w, 3)
+    condition: np.ndarray  # I_L^bc, the LR resized bicubically to the condition grid, uint8
+    gt: np.ndarray | None  # the HR face in synthetic mode, else None
+    index: int  # the place in the sorted input list: the image's random draws derive from it
 
 
 class SetupError(RuntimeError):
@@ -160,8 +173,8 @@ def image_paths(config: ml_collections.ConfigDict) -> list[Path]:
     return paths[:num_images] if num_images > 0 else paths
 
 
-def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=None) -> list[tuple]:
-    """The inputs of ``config``: a list of ``(name, LR uint8, I_L^bc uint8, ground truth uint8 or None)``.
+def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=None) -> list[Input]:
+    """The inputs of ``config``, as :class:`Input` values.
 
     ``config.input_dir`` is a folder (unreadable files are reported by name and skipped) or ``"synthfaces:<split>"``
     (HR faces ``synthfaces.face(seed, image_size)``, synthetic mode only). ``config.num_images > 0`` keeps the first N
@@ -187,21 +200,21 @@ def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=N
             raise SetupError(f"input_dir {config.input_dir!r} gives HR faces: it needs config.mode='synthetic', "
                              f"not {config.mode!r}")
         from dpi_jax.demo import synthfaces  # only this input source needs it
-        for seed in synthfaces.split_seeds(split, num_images or SYNTHFACES_DEFAULT_COUNT):
+        for index, seed in enumerate(synthfaces.split_seeds(split, num_images or SYNTHFACES_DEFAULT_COUNT)):
             name = f"{split}_{seed}"
             if not done(name):
                 hr = np.asarray(synthfaces.face(int(seed), image_size), np.uint8)
-                inputs.append((name,) + prepare_image(hr, config, image_size, name))
+                inputs.append(Input(name, *prepare_image(hr, config, image_size, name), index))
         return inputs
 
     paths = image_paths(config)
     skipped = 0
-    for path, name in zip(paths, folders.unique_names(paths), strict=True):
+    for index, (path, name) in enumerate(zip(paths, folders.unique_names(paths), strict=True)):
         if done(name):
             skipped += 1
             continue
         try:
-            inputs.append((name,) + prepare_input(path, config, image_size))
+            inputs.append(Input(name, *prepare_input(path, config, image_size), index))
         except images.ImageReadError as err:
             log.error("skipped %s", err)
         except Exception as err:  # any failure to prepare one file skips that file, by name; the run goes on
@@ -212,37 +225,94 @@ def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=N
     return inputs
 
 
-def sample_batches(todo: list[tuple], config: ml_collections.ConfigDict, prior, prior_params, crt=None,
+def image_keys(seed: int, indices, num_seeds: int) -> np.ndarray:
+    """The PRNG keys (num_seeds, len(indices), 2) of inputs ``indices``: seed n of input i is
+    ``fold_in(fold_in(PRNGKey(seed), i), n)``."""
+    per_image = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), jnp.asarray(indices))
+    return np.asarray(jax.vmap(lambda n: jax.vmap(jax.random.fold_in, (0, None))(per_image, n))(
+        jnp.arange(num_seeds)))
+
+
+REPORTS_PER_RUN = 50  # step reports per sampling call (the bar's granularity; each is one host callback)
+
+
+class StepBar:
+    """The progress of the sampler's steps: a tqdm bar (steps/s and ETA) fed from inside the jitted scan through
+    :func:`dpi_jax.sampler.watch_steps`. Shown by process 0 only, and only when stderr is a terminal."""
+
+    def __init__(self, num_steps: int, num_passes: int, enabled: bool, desc: str):
+        self.num_steps, self.done_in_pass = num_steps, 0
+        self.bar = tqdm(total=num_steps * num_passes, desc=f"{desc} steps", unit="step", leave=False,
+                        disable=not (enabled and jax.process_index() == 0 and sys.stderr.isatty()))
+
+    def on_step(self, i: int):
+        """The report after step index i (counting down): steps N-1 ... i of the current pass are done."""
+        done = self.num_steps - i
+        if done <= self.done_in_pass:  # a new pass (the next seed chunk) has begun
+            self.end_pass()
+        self.bar.update(done - self.done_in_pass)
+        self.done_in_pass = done
+
+    def end_pass(self):
+        self.bar.update(self.num_steps - self.done_in_pass)
+        self.done_in_pass = 0
+
+    def close(self):
+        self.bar.close()
+
+
+def sample_batches(todo: list[Input], config: ml_collections.ConfigDict, prior, prior_params, crt=None,
                    crt_params=None, *, overrides: dict | None = None, progress: bool = True, desc: str = "DPI",
                    leave: bool = True):
-    """Run DPI on ``todo`` (items of :func:`list_inputs`) in batches of ``config.batch_size``; yields ``(batch, sr)``
-    with ``sr`` (num_seeds, len(batch), H, W, 3) float in [-1, 1]. ``overrides`` replace fields of the config's
+    """Run DPI on ``todo`` (inputs of :func:`list_inputs`, the same list in every process) in batches of
+    ``config.batch_size``; yields ``(batch, sr)`` with ``sr`` (num_seeds, len(batch), H, W, 3) float in [-1, 1], for
+    the inputs of this process (all of them in a single-process run). ``overrides`` replace fields of the config's
     :class:`~dpi_jax.sampler.Settings` (tau/omega in timestep units, as in the config; a ``k`` other than the
-    config's remakes I_L^bc from the LR); ``crt=None`` samples without the corrector. Batch j, seed n uses
-    ``fold_in(fold_in(PRNGKey(config.seed), j), n)`` whatever the settings, so that settings are compared on the
-    same noise."""
+    config's remakes I_L^bc from the LR); ``crt=None`` samples without the corrector. Seed n of input i uses
+    ``fold_in(fold_in(PRNGKey(config.seed), i), n)`` whatever the settings, so that settings are compared on the
+    same noise. ``progress`` shows a bar over the batches and one over the sampler's steps (one log line per batch
+    instead when stderr is not a terminal)."""
     schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
     settings = sampler.Settings.from_config(config, **(overrides or {})).validate(schedule.num_timesteps)
     if prior.image_size % settings.k:
         raise SetupError(f"k = {settings.k}: must divide the prior's image size {prior.image_size}")
-    condition = (lambda item: item[2]) if settings.k == config.k else (
-        lambda item: images.condition_from_lr(item[1], prior.image_size, settings.k))
+    condition = (lambda item: item.condition) if settings.k == config.k else (
+        lambda item: images.condition_from_lr(item.lr, prior.image_size, settings.k))
     num_seeds = int(config.num_seeds)
     mesh = sharding.data_mesh()
     check_memory(config, prior.image_size, len(todo))
     batch_size = effective_batch_size(config.batch_size, len(todo), mesh.size)
+    rows = sharding.process_rows(batch_size, mesh)
     nets = sharding.replicate(sampler.Networks(prior, prior_params, crt, crt_params if crt is not None else None),
                               mesh)
     batches = [todo[j:j + batch_size] for j in range(0, len(todo), batch_size)]
-    for j, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=leave)):
-        cond = np.stack([images.to_model(condition(item)) for item in batch])
-        pad = batch_size - len(batch)
-        cond = np.concatenate([cond, np.repeat(cond[-1:], pad, axis=0)]) if pad else cond
-        batch_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), j)
-        keys = jax.vmap(jax.random.fold_in, (None, 0))(batch_key, jnp.arange(num_seeds))
-        sr = sampler.sample_seeds(keys, sharding.shard_batch(jnp.asarray(cond), mesh), nets, schedule, settings,
-                                  chunk_size=config.seed_chunk or None)
-        yield batch, np.asarray(jax.device_get(sr))[:, : len(batch)]  # (seeds, batch, H, W, 3) in [-1, 1]
+    chunk = int(config.seed_chunk) or num_seeds
+    passes = -(-num_seeds // chunk)
+    report_every = max(1, schedule.num_steps // REPORTS_PER_RUN) if progress else 0
+    shown = progress and jax.process_index() == 0
+    steps = StepBar(schedule.num_steps, len(batches) * passes, progress, desc)
+    try:
+        with sampler.watch_steps(steps.on_step):
+            for j, batch in enumerate(tqdm(batches, desc=desc, unit="batch", leave=leave,
+                                           disable=not (shown and sys.stderr.isatty()))):
+                start = time.perf_counter()
+                padded = batch + [batch[-1]] * (batch_size - len(batch))
+                local = padded[rows]
+                cond = sharding.global_batch(np.stack([images.to_model(condition(item)) for item in local]), mesh)
+                keys = sharding.replicate(image_keys(config.seed, [item.index for item in padded], num_seeds), mesh)
+                sr = sampler.sample_seeds(keys, cond, nets, schedule, settings, chunk_size=config.seed_chunk or None,
+                                          report_every=report_every)
+                mine = [n for n in range(rows.start, rows.stop) if n < len(batch)]
+                sr_local = sharding.local_rows(sr, rows, axis=1)[:, : len(mine)]  # (seeds, mine, H, W, 3)
+                if report_every:
+                    jax.effects_barrier()  # the batch's last step reports have reached the bar
+                    steps.end_pass()
+                if shown and not sys.stderr.isatty():
+                    log.info("%s: batch %d/%d (%d image(s) x %d seed(s)) in %.1f s", desc, j + 1, len(batches),
+                             len(batch), num_seeds, time.perf_counter() - start)
+                yield [batch[n] for n in mine], sr_local
+    finally:
+        steps.close()
 
 
 def effective_batch_size(batch_size: int, num_inputs: int, num_devices: int = 1) -> int:
@@ -258,7 +328,7 @@ BYTES_PER_PIXEL_IN_FLIGHT = 3200  # the full-size sampler's working memory per i
 def memory_limit() -> int:
     """The bytes one sampling program may use: the first device's limit when it reports one (GPU/TPU), otherwise
     the host's physical memory."""
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     if stats.get("bytes_limit"):
         return int(stats["bytes_limit"])
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -7,16 +7,22 @@ and ``grid.png`` with one row per input: LR (nearest, enlarged) | bicubic | DPI 
 truth (synthetic mode). Existing files are never overwritten unless ``config.overwrite``: an input whose output
 exists is skipped, and a new grid goes to ``grid-N.png``. The output folder is locked for the run
 (:func:`dpi_jax.folders.locked`) and may not be the input folder.
+
+Several processes (:mod:`dpi_jax.distributed`, docs/many_hosts.md): each writes the images of its own rows of every
+batch; process 0 locks the output folder and writes the grids, gathered from all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
+import jax
 import ml_collections
+import numpy as np
 
-from dpi_jax import compile_cache, diffusion, folders, images, validation
+from dpi_jax import compile_cache, diffusion, distributed, folders, images, validation
 from dpi_jax.inference import (  # noqa: F401  (the engine's names, as sample_lib offered them before)
     CRT_HELP,
     GRID_SEEDS,
@@ -72,16 +78,21 @@ def run(config: ml_collections.ConfigDict, runs: list | None = None) -> list[Pat
     # Several: a file or a read-only folder fails before any work, and the folder is locked for all of them.
     out_dir = images.check_output_dir(config.output_dir)
     written, rows = [], []
-    with folders.locked(out_dir, "sampling run"):
+    with _locked(out_dir):
         for name, run_config in runs:
             log.info("run %s: scale %s, tau %s, s %s, omega %s -> %s", name, run_config.scale, run_config.tau,
                      run_config.s, run_config.omega, run_config.output_dir)
             run_written, run_rows = run_one(run_config)
             written += run_written
             rows += run_rows
-        if rows:
+        if rows and distributed.is_main():
             written.append(write_grid(out_dir, rows, config))
     return written
+
+
+def _locked(out_dir: Path):
+    """The run's lock on its output folder, taken by process 0 (the others write only their own files)."""
+    return folders.locked(out_dir, "sampling run") if distributed.is_main() else contextlib.nullcontext()
 
 
 def write_grid(out_dir: Path, rows: list, config: ml_collections.ConfigDict) -> Path:
@@ -104,8 +115,10 @@ def run_one(config: ml_collections.ConfigDict) -> tuple[list[Path], list]:
     if from_folder:
         folders.check_not_inputs(config.input_dir, out_dir)
     image_size = model_configs(config)[0]["image_size"]  # the checkpoints fit, before anything is written
-    with folders.locked(out_dir, "sampling run"):
+    with _locked(out_dir):
         if config.mode == "photo":  # whole photos: detect, align, restore and paste back every face
+            if jax.process_count() > 1:
+                raise SetupError("photo mode runs in one process (a multi-process run was launched)")
             from dpi_jax.photo import pipeline
             return pipeline.run(config, checked=True), []
         return _sample_folder(config, out_dir, image_size)
@@ -115,6 +128,7 @@ def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path, image_size:
     diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early
     num_seeds = int(config.num_seeds)
     todo = list_inputs(config, image_size, out_dir)
+    distributed.assert_same([item.name for item in todo], "the inputs to sample")
     if not todo:
         log.warning("nothing to do in %s: every input's output exists in %s", config.input_dir, out_dir)
         return [], []
@@ -122,10 +136,12 @@ def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path, image_size:
     prior, prior_params, crt, crt_params = load_models(config, checked=True)  # run_one checked them
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    written, rows = [], []
-    for batch, sr in sample_batches(todo, config, prior, prior_params, crt, crt_params):
-        for n, (name, lr, _, hr) in enumerate(batch):
-            results = images.to_uint8(sr[:, n])
+    written, rows = [], {}
+    position = {item.name: p for p, item in enumerate(todo)}
+    for batch, sr in sample_batches(todo, config, prior, prior_params, crt, crt_params,
+                                    progress=bool(config.get("progress", True))):
+        for n, item in enumerate(batch):
+            name, results = item.name, images.to_uint8(sr[:, n])
             extra = []
             keep = not config.overwrite  # per-image files follow the grid's no-clobber rule
             if num_seeds == 1:
@@ -135,10 +151,14 @@ def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path, image_size:
                     written.append(images.save_png(out_dir / f"{name}_s{m}.png", result, overwrite=not keep))
                 extra = [images.diversity_map(sr[:, n])]
                 written.append(images.save_png(out_dir / f"{name}_std.png", extra[0], overwrite=not keep))
-            if len(rows) < config.grid_rows:
-                rows.append(grid_row(lr, results, image_size, extra=extra, gt=hr))
-    written.append(write_grid(out_dir, rows, config))
-    log.info("wrote %d images in %s", len(written) - 1, out_dir)
+            if position[item.name] < config.grid_rows:
+                rows[position[item.name]] = np.stack(grid_row(item.lr, results, image_size, extra=extra, gt=item.gt))
+    log.info("wrote %d images in %s", len(written), out_dir)
+    row_shape = (2 + min(num_seeds, GRID_SEEDS) + (num_seeds > 1) + (config.mode == "synthetic"),
+                 image_size, image_size, 3)
+    rows = [list(row) for row in distributed.gather_rows(rows, int(config.grid_rows), row_shape)]
+    if distributed.is_main():
+        written.append(write_grid(out_dir, rows, config))
     return written, rows
 
 
@@ -158,11 +178,13 @@ def shadowed_overrides(config: ml_collections.ConfigDict, overrides=()) -> list[
     return problems
 
 
-def main(config: ml_collections.ConfigDict, verbose: bool = False, overrides=()) -> int:
+def main(config: ml_collections.ConfigDict, verbose: bool = False, overrides=(), launch: dict | None = None) -> int:
     """Validate the config (:func:`dpi_jax.validation.check_sampling`, before any model is loaded) and run; a setup
     error gives exit status 2 and one line ``error: ...`` on stderr, the traceback only with ``verbose``.
-    ``overrides``: the dotted fields set on the command line (refused where a run would ignore them)."""
+    ``overrides``: the dotted fields set on the command line (refused where a run would ignore them). ``launch``:
+    the arguments of :func:`dpi_jax.distributed.initialize` (a multi-process run when they name one)."""
     def validated_run():
+        distributed.initialize(**(launch or {}))
         compile_cache.enable()
         problems = shadowed_overrides(config, overrides)
         if problems:

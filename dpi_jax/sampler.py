@@ -31,6 +31,7 @@ Random draws: :func:`sample` derives, for step i, ``z`` and the RACM uniforms ``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Any, Callable, NamedTuple, Optional, Sequence
@@ -247,12 +248,43 @@ def dpi_step(state: DPIState, i, z, u, *, prior_fn: ModelFn, crt_fn: Optional[Co
     return DPIState(x_next, y_next)
 
 
-@functools.partial(jax.jit, static_argnames=("snapshot_steps",))
-def _run(draws, x_T, lr_bicubic, nets: Networks, schedule, settings: Settings, snapshot_steps=()):
+_step_watchers: list[Callable[[int], None]] = []  # host-side observers of the steps (see watch_steps)
+
+
+def _report_step(i) -> None:
+    for watcher in tuple(_step_watchers):
+        watcher(int(i))
+
+
+@contextlib.contextmanager
+def watch_steps(watcher: Callable[[int], None]):
+    """While the block runs, ``watcher(i)`` is called on the host after step index i (counting down from N-1 to 0)
+    of every sampling call made with ``report_every > 0``, every ``report_every`` steps and at i = 0: a progress bar
+    over the steps inside the jitted ``lax.scan``, through ``jax.debug.callback``.
+
+    The compiled program is the same for any watcher (it calls one fixed host function that forwards to the
+    watchers registered here), so a new bar never recompiles; and the callback only observes, so results are
+    bitwise the same with and without it (tests/test_sampler.py). Runs of several seed chunks report each chunk's
+    steps in turn."""
+    _step_watchers.append(watcher)
+    try:
+        yield
+    finally:
+        _step_watchers.remove(watcher)
+
+
+def _maybe_report(i, report_every: int) -> None:
+    if report_every:
+        jax.lax.cond((i % report_every == 0) | (i == 0), lambda: jax.debug.callback(_report_step, i),
+                     lambda: None)
+
+
+@functools.partial(jax.jit, static_argnames=("snapshot_steps", "report_every"))
+def _run(draws, x_T, lr_bicubic, nets: Networks, schedule, settings: Settings, snapshot_steps=(), report_every=0):
     """Scan :func:`dpi_step` over i = N-1 ... 0.
 
     ``draws`` is a PRNG key (step i draws z and u from ``fold_in(draws, i)``) or a tuple ``(noises, uniforms)`` of
-    all N steps' draws, indexed by step index.
+    all N steps' draws, indexed by step index. ``report_every > 0`` reports the steps to :func:`watch_steps`.
     """
     chex.assert_rank([x_T, lr_bicubic], 4)
     k = settings.k
@@ -281,6 +313,7 @@ def _run(draws, x_T, lr_bicubic, nets: Networks, schedule, settings: Settings, s
         state, snaps = carry
         z, u = draw_fn(i)
         state = step(state, i, z, u)
+        _maybe_report(i, report_every)
         if snapshot_steps:  # keep only the chosen steps: memory does not grow with the number of steps
             hit = (snap_at == i)[:, None, None, None, None]
             snaps = (jnp.where(hit, state.x[None], snaps[0]), jnp.where(hit, state.y[None], snaps[1]))
@@ -294,21 +327,39 @@ def _run(draws, x_T, lr_bicubic, nets: Networks, schedule, settings: Settings, s
     return final.x
 
 
-@functools.partial(jax.jit, static_argnames=("snapshot_steps",))
-def _run_from_key(key, x_T, lr_bicubic, nets, schedule, settings, snapshot_steps=()):
+@functools.partial(jax.jit, static_argnames=("snapshot_steps", "report_every"))
+def _run_from_key(key, x_T, lr_bicubic, nets, schedule, settings, snapshot_steps=(), report_every=0):
     """x_T from ``split(key)[0]`` (unless given) and the steps' draws from ``split(key)[1]``; inside jit, so that a
     batch sharded over devices stays sharded from the first draw on."""
     key_init, key_steps = jax.random.split(key)
     if x_T is None:
         b, h, w, c = lr_bicubic.shape
         x_T = jax.random.normal(key_init, (b, h * settings.k, w * settings.k, c), lr_bicubic.dtype)
-    return _run(key_steps, x_T, lr_bicubic, nets, schedule, settings, snapshot_steps)
+    return _run(key_steps, x_T, lr_bicubic, nets, schedule, settings, snapshot_steps, report_every)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _run_seeds(keys, lr_bicubic, nets, schedule, settings, chunk_size=None):
-    return jax.lax.map(lambda key: _run_from_key(key, None, lr_bicubic, nets, schedule, settings), keys,
-                       batch_size=chunk_size)
+def _run_per_image(keys, lr_bicubic, nets, schedule, settings, report_every=0):
+    """Image b from ``keys[b]`` alone, exactly as ``_run_from_key(keys[b], None, lr_bicubic[b:b+1], ...)``: the
+    batch is a vmap over single images (XLA folds it back into the networks' batch dimension). Settings given per
+    image ((B,) arrays) are split with the images."""
+    one = lambda key, lr, own: _run_from_key(key, None, lr[None], nets, schedule, own, (), report_every)[0]
+    settings_axes = jax.tree.map(lambda v: 0 if jnp.ndim(v) == 1 else None, settings)
+    return jax.vmap(one, in_axes=(0, 0, settings_axes))(keys, lr_bicubic, settings)
+
+
+def _key_batch_shape(keys: jax.Array) -> tuple:
+    """The shape of an array of PRNG keys without the key's own trailing dimension (legacy uint32 keys)."""
+    return keys.shape if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys.shape[:-1]
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size", "report_every"))
+def _run_seeds(keys, lr_bicubic, nets, schedule, settings, chunk_size=None, report_every=0):
+    if len(_key_batch_shape(keys)) == 2:  # (S, B): one key per seed and image
+        run_one_seed = lambda image_keys: _run_per_image(image_keys, lr_bicubic, nets, schedule, settings,
+                                                         report_every)
+    else:  # (S,): one key per seed for the whole batch
+        run_one_seed = lambda key: _run_from_key(key, None, lr_bicubic, nets, schedule, settings, (), report_every)
+    return jax.lax.map(run_one_seed, keys, batch_size=chunk_size)
 
 
 def _prepared(schedule: diffusion.Schedule, settings: Settings) -> Settings:
@@ -317,7 +368,7 @@ def _prepared(schedule: diffusion.Schedule, settings: Settings) -> Settings:
 
 def sample(key: jax.Array, lr_bicubic: jnp.ndarray, nets: Networks, schedule: diffusion.Schedule,
            settings: Settings = DEFAULT_SETTINGS, *, snapshot_steps: Sequence[int] = (),
-           x_T: Optional[jnp.ndarray] = None):
+           x_T: Optional[jnp.ndarray] = None, report_every: int = 0):
     """DPI super-resolution (Algorithm 1) of a batch, all random draws derived from ``key``.
 
     Args:
@@ -330,12 +381,14 @@ def sample(key: jax.Array, lr_bicubic: jnp.ndarray, nets: Networks, schedule: di
         scalars or (B,) arrays, and changing them does not recompile.
       snapshot_steps: step indices i after which x and y are kept (static; a tuple).
       x_T: the initial noise (B, H, W, 3); drawn from the key when None.
+      report_every: > 0 reports every that many steps to :func:`watch_steps` (static).
     Returns:
       x0 (B, H, W, 3) in the dtype of lr_bicubic; with ``snapshot_steps``, ``(x0, {"x": (S, ...), "y": (S, ...),
       "steps": (S,)})``.
     """
     snapshot_steps = tuple(int(i) for i in snapshot_steps)
-    return _run_from_key(key, x_T, lr_bicubic, nets, schedule, _prepared(schedule, settings), snapshot_steps)
+    return _run_from_key(key, x_T, lr_bicubic, nets, schedule, _prepared(schedule, settings), snapshot_steps,
+                         report_every)
 
 
 def lower(key: jax.Array, lr_bicubic: jnp.ndarray, nets: Networks, schedule: diffusion.Schedule,
@@ -352,13 +405,16 @@ def compilation_count() -> int:
 
 
 def sample_seeds(keys: jax.Array, lr_bicubic: jnp.ndarray, nets: Networks, schedule: diffusion.Schedule,
-                 settings: Settings = DEFAULT_SETTINGS, *, chunk_size: Optional[int] = None):
-    """:func:`sample` for each of S keys at once: returns (S, B, H, W, 3).
+                 settings: Settings = DEFAULT_SETTINGS, *, chunk_size: Optional[int] = None, report_every: int = 0):
+    """:func:`sample` for each of S seeds at once: returns (S, B, H, W, 3).
 
-    Seeds are vmapped ``chunk_size`` at a time (all at once when None), so memory stays bounded for large S. Seed j
-    gives exactly ``sample(keys[j], ...)``.
+    ``keys`` is (S,), one key per seed for the whole batch (seed j gives exactly ``sample(keys[j], ...)``), or
+    (S, B), one key per seed and image (image b of seed j gives exactly ``sample(keys[j, b], lr_bicubic[b:b+1])``,
+    so that an image's result depends neither on the batch it is in nor on its place there). Seeds are sampled
+    ``chunk_size`` at a time (all at once when None), so memory stays bounded for large S. ``report_every > 0``
+    reports the steps to :func:`watch_steps` (static: it compiles once per value).
     """
-    return _run_seeds(keys, lr_bicubic, nets, schedule, _prepared(schedule, settings), chunk_size)
+    return _run_seeds(keys, lr_bicubic, nets, schedule, _prepared(schedule, settings), chunk_size, report_every)
 
 
 def sample_with_draws(x_T, lr_bicubic, noises, uniforms, nets: Networks, schedule: diffusion.Schedule,

@@ -142,6 +142,8 @@ def check_sampling(config: ml_collections.ConfigDict) -> None:
     c.integer("num_seeds", 1)
     c.integer("seed_chunk", 0, note=" (0: all seeds at once)")
     c.integer("grid_rows", 1)
+    if "progress" in config:
+        c.boolean("progress")
     if "max_image_pixels" in config:
         c.integer("max_image_pixels", 1)
     if config.mode == "photo":  # the whole-photo fields of configs/photo.py; a config without them uses its defaults
@@ -438,6 +440,16 @@ def ctrl_c_ends_the_run():
         _interrupted()
 
 
+def _after_error(status: int) -> int:
+    """In a multi-process run (:mod:`dpi_jax.distributed`) a failed process ends at once: JAX's exit would wait at
+    a shutdown barrier for processes that cannot finish the run (5 minutes), while ending lets the coordination
+    service stop the others within seconds."""
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.distributed.is_initialized():
+        exit_now(status)
+    return status
+
+
 def run_cli(fn: Callable[[], object], *, verbose: bool = False,
             setup_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Run ``fn()`` for a command-line tool and return its exit status: 0; 2 with ``error: <message>`` on stderr for a
@@ -456,7 +468,7 @@ def run_cli(fn: Callable[[], object], *, verbose: bool = False,
         hint = "" if verbose else " (--verbose shows the traceback)"
         if isinstance(err, SETUP_ERRORS + tuple(setup_errors)):
             print(f"error: {one_line(err)}", file=sys.stderr)
-            return 2
+            return _after_error(2)
         print(f"error: {type(err).__name__}: {one_line(err)}{hint}", file=sys.stderr)
-        return 1
+        return _after_error(1)
     return status if isinstance(status, int) else 0

@@ -228,7 +228,7 @@ def test_gif_inputs_are_read(tmp_path):
     face_file(tmp_path / "face.gif", 3, 64, mode="P")
     config = default.get_config()
     config.input_dir = str(tmp_path)
-    (name, lr, _, hr), = sample_lib.list_inputs(config, 64)
+    (name, lr, _, hr, _), = sample_lib.list_inputs(config, 64)
     assert name == "face" and hr.shape == (64, 64, 3)
 
 

@@ -20,7 +20,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
 
     Args:
       config: a sampling config; in "synthetic" mode the HR inputs are the ground truth, in "real" mode there is
-        none (only fid, is and diversity). Its num_seeds, batch_size, seed, respacing, ... are used.
+        none (only fid, is, musiq, clipiqa and diversity). Its num_seeds, batch_size, seed, respacing, ... are used.
       settings: :class:`~dpi_jax.evaluate.settings.Setting` values (``default_settings``, ``parse_sweep``).
       metrics: names of :data:`dpi_jax.evaluate.measures.CHOICES` (already parsed).
       networks: the metric networks ``metrics`` needs (:meth:`MetricNetworks.load`); none for pixel metrics.
@@ -42,10 +42,10 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
     if any(s.crt for s in settings) and crt is None:
         raise inference.SetupError("a setting asks for the CRT but config.crt_checkpoint is empty")
     has_gt = config.mode == "synthetic"
-    gt_all = np.stack([item[3] for item in todo]) if has_gt else None
+    gt_all = np.stack([item.gt for item in todo]) if has_gt else None
     set_fid_reference(networks, gt_all, progress)
     scale, num_seeds = int(config.scale), int(config.num_seeds)
-    names = [item[0] for item in todo]
+    names = [item.name for item in todo]
     rows = []
     for setting in tqdm(settings, desc="settings", unit="setting", disable=not progress):
         measured = Accumulator(metrics, networks, scale)
@@ -55,11 +55,11 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
             overrides=setting.overrides(), progress=progress, desc=setting.name, leave=False)
         for batch, sr in batches:
             sr = images.to_uint8(sr)  # (S, B, H, W, 3), as it would be saved
-            lr = np.stack([item[1] for item in batch])
-            measured.add(sr, lr, np.stack([item[3] for item in batch]) if has_gt else None)
-            for n, (_, lr_n, _, hr_n) in enumerate(batch):
+            lr = np.stack([item.lr for item in batch])
+            measured.add(sr, lr, np.stack([item.gt for item in batch]) if has_gt else None)
+            for n, item in enumerate(batch):
                 if len(grid) < config.grid_rows:
-                    grid.append(inference.grid_row(lr_n, sr[:, n], image_size, gt=hr_n))
+                    grid.append(inference.grid_row(item.lr, sr[:, n], image_size, gt=item.gt))
                     shown.append(sr[0, n])
         row = dict(setting.as_dict(), setting=setting.name, num_images=len(names), num_seeds=num_seeds)
         del row["name"]
@@ -67,7 +67,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
         row["grid"], row["shown"] = images.make_grid(grid), np.stack(shown)
         rows.append(row)
 
-    lr = np.stack([item[1] for item in todo])
+    lr = np.stack([item.lr for item in todo])
     bicubic = np.stack([images.resize(x, image_size) for x in lr])
     measured = Accumulator(metrics, networks, scale)
     measured.add(bicubic[None], lr, gt_all)

@@ -39,7 +39,7 @@ def map_batches(fn: Callable, arrays: Iterable[np.ndarray] | np.ndarray, *, batc
         raise ValueError(f"the image sets differ in length: {[len(a) for a in arrays]}")
     if n == 0:
         raise ValueError("no images to measure")
-    mesh = sharding.data_mesh()
+    mesh = sharding.local_mesh()
     batch_size = -(-max(1, min(batch_size, n)) // mesh.size) * mesh.size
     streams = [padded_batches(np.asarray(a), batch_size) for a in arrays]
     outputs = []

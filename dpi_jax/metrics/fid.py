@@ -133,7 +133,7 @@ def _isc_logits(params, images):
 def _run(fn, params, images: np.ndarray, batch_size: int) -> np.ndarray:
     """``fn(params, batch)`` over uint8 NHWC ``images`` of one size, in batches of ``batch_size`` (the last one padded
     too, so that a size compiles once)."""
-    mesh = sharding.data_mesh()
+    mesh = sharding.local_mesh()
     batch_size = -(-batch_size // mesh.size) * mesh.size
     n = len(images)
     if n % batch_size:
@@ -188,7 +188,7 @@ def _folder_outputs(fn, params, folder, suffixes, batch_size, progress, desc) ->
     files = list_files(folder, suffixes)
     if not files:
         raise ValueError(f"no images ({' '.join(suffixes)}) in {folder}")
-    params = sharding.replicate(params, sharding.data_mesh())
+    params = sharding.replicate(params, sharding.local_mesh())
     batch_size = min(batch_size, len(files))  # as pytorch-fid and torch-fidelity
     groups: dict[tuple[int, int], list[int]] = {}
     for i, f in enumerate(files):

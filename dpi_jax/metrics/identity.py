@@ -176,7 +176,7 @@ def identity_distances(params, sr: np.ndarray, gt: np.ndarray, batch_size: int =
     sr, gt = np.asarray(sr), np.asarray(gt)
     if len(sr) != len(gt):
         raise ValueError(f"identity metrics need as many SR as GT images, got {len(sr)} and {len(gt)}")
-    params = sharding.replicate(params, sharding.data_mesh())  # once, not at every batch
+    params = sharding.replicate(params, sharding.local_mesh())  # once, not at every batch
     fn = lambda x: vggface_embeddings(params, x, descriptor)
     emb_sr = map_batches(fn, sr, batch_size=batch_size, desc="VGG-Face SR", progress=progress)
     emb_gt = map_batches(fn, gt, batch_size=batch_size, desc="VGG-Face GT", progress=progress)

@@ -232,7 +232,7 @@ def lpips_images(params, a: np.ndarray, b: np.ndarray, net: str = "alex", batch_
     """LPIPS of the pairs (a[i], b[i]) of two (N, H, W, 3) image arrays (uint8, or float in [-1, 1]) -> (N,)."""
     if np.shape(a) != np.shape(b):
         raise ValueError(f"LPIPS needs two image sets of one shape, got {np.shape(a)} and {np.shape(b)}")
-    params = sharding.replicate(params, sharding.data_mesh())  # once, not at every batch
+    params = sharding.replicate(params, sharding.local_mesh())  # once, not at every batch
     fn = lambda x, y: lpips_distance(params, x, y, net)
     return map_batches(fn, (np.asarray(a), np.asarray(b)), batch_size=batch_size, desc=f"LPIPS-{net}",
                        progress=progress)

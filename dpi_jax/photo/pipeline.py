@@ -181,13 +181,14 @@ def run(config: ml_collections.ConfigDict, *, checked: bool = False) -> list[Pat
             lr, transform = face_input(image, face.landmarks, prior_size, lr_size, f"{path}, face {i}")
             written.append(images.save_png(out_dir / f"{name}_lr.png", lr))
             photo.transforms.append(transform)
-            todo.append((name, lr, images.condition_from_lr(lr, prior_size, config.k), None))
+            todo.append(inference.Input(name, lr, images.condition_from_lr(lr, prior_size, config.k), None, len(todo)))
             owners.append((len(photos), i))
         photos.append(photo)
 
     if todo:
         start, done = time.perf_counter(), 0
-        for batch, sr in inference.sample_batches(todo, config, prior, prior_params, crt, crt_params):
+        for batch, sr in inference.sample_batches(todo, config, prior, prior_params, crt, crt_params,
+                                                  progress=bool(config.get("progress", True))):
             for n in range(len(batch)):
                 p, i = owners[done + n]
                 photos[p].restored[i] = images.to_uint8(sr[:, n])

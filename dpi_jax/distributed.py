@@ -1,0 +1,109 @@
+"""One run over several processes: JAX's multi-controller runtime (``jax.distributed``), one process per host.
+
+Every process runs the same command. Given a coordinator (``--coordinator_address`` or ``$JAX_COORDINATOR_ADDRESS``),
+the number of processes (``--num_processes`` or ``$JAX_NUM_PROCESSES``) and this process's id (``--process_id`` or
+``$JAX_PROCESS_ID``), :func:`initialize` calls ``jax.distributed.initialize``; ``--distributed`` alone lets JAX
+detect them (TPU pod slices, SLURM). ``jax.devices()`` then lists the devices of all processes, and
+:func:`dpi_jax.sharding.data_mesh` spans them. On CPU the processes talk through gloo.
+
+What each process does in ``sample.py`` (docs/many_hosts.md): all list the inputs (the same sorted list; checked
+with :func:`assert_same`); each decodes and supplies the rows of every batch that its devices hold, and writes the
+outputs of those rows, so every file is written exactly once; grids are gathered (:func:`gather_rows`) and written by
+process 0. A process that dies makes the others fail at their next collective step; a rerun skips the outputs that
+exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+import jax
+import numpy as np
+from absl import flags
+
+log = logging.getLogger(__name__)
+
+ENV_ADDRESS, ENV_COUNT, ENV_ID = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"
+
+
+def define_flags() -> None:
+    """The launch flags of a multi-process run, for absl tools (sample.py)."""
+    flags.DEFINE_string("coordinator_address", None, f"host:port of process 0's coordinator (or ${ENV_ADDRESS}).")
+    flags.DEFINE_integer("num_processes", None, f"The number of processes of the run (or ${ENV_COUNT}).")
+    flags.DEFINE_integer("process_id", None, f"This process's id, 0 ... num_processes - 1 (or ${ENV_ID}).")
+    flags.DEFINE_bool("distributed", False, "Initialize jax.distributed with what JAX detects (TPU pod slices, "
+                      "SLURM), without the three flags above.")
+
+
+def launch_settings(coordinator_address=None, num_processes=None, process_id=None) -> dict | None:
+    """The arguments of ``jax.distributed.initialize`` from the flags, else the environment; None when neither
+    names a coordinator (a single-process run). Missing or bad values raise ValueError naming them."""
+    address = coordinator_address or os.environ.get(ENV_ADDRESS)
+    count = num_processes if num_processes is not None else os.environ.get(ENV_COUNT)
+    pid = process_id if process_id is not None else os.environ.get(ENV_ID)
+    if not address:
+        if count is not None or pid is not None:
+            raise ValueError(f"--num_processes/--process_id need --coordinator_address (or ${ENV_ADDRESS})")
+        return None
+    try:
+        count, pid = int(count), int(pid)
+    except (TypeError, ValueError):
+        raise ValueError(f"a multi-process run needs --num_processes and --process_id (or ${ENV_COUNT} and "
+                         f"${ENV_ID}) as integers; got {count!r} and {pid!r}") from None
+    if count < 1 or not 0 <= pid < count:
+        raise ValueError(f"process_id {pid} must be in 0 ... num_processes - 1 = {count - 1}")
+    return dict(coordinator_address=address, num_processes=count, process_id=pid)
+
+
+def initialize(coordinator_address=None, num_processes=None, process_id=None, auto: bool = False) -> bool:
+    """Join a multi-process run when one is configured (:func:`launch_settings`) or ``auto``; returns whether it did.
+    Must come before anything touches a JAX device."""
+    settings = launch_settings(coordinator_address, num_processes, process_id)
+    if settings is None and not auto:
+        return False
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes; no effect on GPU/TPU
+    jax.distributed.initialize(**(settings or {}))
+    if jax.default_backend() == "cpu" and jax.local_device_count() > 1:
+        raise ValueError(
+            f"a multi-process CPU run needs one CPU device per process, not {jax.local_device_count()} "
+            "(XLA_FLAGS=--xla_force_host_platform_device_count): with two per process, jax 0.10.2 gave wrong "
+            "pixels, differing from run to run, for the 64x64 demo models (docs/many_hosts.md)")
+    log.info("process %d of %d: %d of the run's %d devices", jax.process_index(), jax.process_count(),
+             jax.local_device_count(), jax.device_count())
+    return True
+
+
+def is_main() -> bool:
+    """Whether this is process 0, the one that writes what concerns the whole run (grids, tables, metrics)."""
+    return jax.process_index() == 0
+
+
+def assert_same(values, what: str) -> None:
+    """Check that every process has the same ``values`` (e.g. the input names), naming ``what`` if not."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    digest = np.frombuffer(hashlib.sha256(repr(values).encode()).digest(), np.uint8)
+    try:
+        multihost_utils.assert_equal(digest, what)
+    except AssertionError:
+        raise RuntimeError(f"the processes disagree on {what}; every process must see the same inputs") from None
+
+
+def gather_rows(rows: dict[int, np.ndarray], count: int, shape: tuple, dtype=np.uint8) -> list[np.ndarray]:
+    """The rows 0 ... count-1 of a table that the processes fill in parts: ``rows`` maps a position to this
+    process's row (an array of ``shape``); returns the rows that any process holds, in order, on every process
+    (every process must call it)."""
+    rows = {p: row for p, row in rows.items() if p < count}
+    if jax.process_count() == 1:
+        return [rows[p] for p in sorted(rows)]
+    from jax.experimental import multihost_utils
+
+    table, held = np.zeros((count, *shape), dtype), np.zeros(count, bool)
+    for p, row in rows.items():
+        table[p], held[p] = row, True
+    tables, helds = multihost_utils.process_allgather((table, held))  # (processes, count, ...), (processes, count)
+    return [tables[np.argmax(helds[:, p]), p] for p in range(count) if helds[:, p].any()]
