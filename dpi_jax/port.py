@@ -6,6 +6,8 @@
     python -m dpi_jax.port alexnet-owt-7be5be79.pth checkpoints/metrics/lpips_alex --model lpips_alex
     python -m dpi_jax.port pt_inception-2015-12-05-6726825d.pth checkpoints/metrics/fid_inception --model fid_inception
     python -m dpi_jax.port vgg_face_weights.h5 checkpoints/metrics/vggface --model vggface
+    python -m dpi_jax.port musiq_koniq_ckpt-e95806b9.pth checkpoints/metrics/musiq --model musiq
+    python -m dpi_jax.port RN50.pt checkpoints/metrics/clipiqa --model clipiqa
 
 The Flax tree mirrors the state_dict: module ``a_1_b_2`` holds the PyTorch keys ``a.1.b.2.*``; ``weight`` is a
 ``kernel`` (convolutions OIHW -> HWIO, linear and 1-D convolutions (O, I[, 1]) -> (I, O)) or a GroupNorm ``scale``.
@@ -37,7 +39,8 @@ from dpi_jax.torch_port import (  # noqa: F401  (PortError and the loaders are p
 
 # The metric networks (dpi_jax.metrics) the command also ports: --model NAME, from the file each is published as.
 METRIC_MODELS = {"lpips_alex": "alexnet-owt-7be5be79.pth", "lpips_vgg": "vgg16-397923af.pth",
-                 "fid_inception": "pt_inception-2015-12-05-6726825d.pth", "vggface": "vgg_face_weights.h5"}
+                 "fid_inception": "pt_inception-2015-12-05-6726825d.pth", "vggface": "vgg_face_weights.h5",
+                 "musiq": "musiq_koniq_ckpt-e95806b9.pth", "clipiqa": "RN50.pt"}
 
 
 def convert_state_dict(state_dict: dict, model_config: dict, kind: str = "adm") -> dict:
@@ -90,7 +93,8 @@ def main(argv=None) -> int:
 
 
 def _port_metric_network(args) -> Path:
-    """The metric networks' weight files (torchvision/lpips, pytorch-fid, DeepFace) to dpi-jax checkpoints."""
+    """The metric networks' weight files (torchvision/lpips, pytorch-fid, DeepFace, pyiqa's MUSIQ, OpenAI's CLIP) to
+    dpi-jax checkpoints."""
     if args.model.startswith("lpips_"):
         from dpi_jax.metrics import lpips
         net = args.model[len("lpips_"):]
@@ -98,6 +102,12 @@ def _port_metric_network(args) -> Path:
     if args.model == "fid_inception":
         from dpi_jax.metrics import inception
         return inception.port_inception(args.src, args.dst, overwrite=args.overwrite)
+    if args.model == "musiq":
+        from dpi_jax.metrics import musiq
+        return musiq.port_musiq(args.src, args.dst, overwrite=args.overwrite)
+    if args.model == "clipiqa":
+        from dpi_jax.metrics import clipiqa
+        return clipiqa.port_clipiqa(args.src, args.dst, overwrite=args.overwrite)
     from dpi_jax.metrics import identity
     return identity.save_vggface(args.dst, identity.convert_vggface_h5(args.src), overwrite=args.overwrite)
 

@@ -69,8 +69,9 @@ def test_settings_and_sweeps():
 def test_metric_names_are_parsed_and_checked():
     assert evaluate.parse_metrics("fid,psnr, lpips") == ("psnr", "lpips", "fid")  # canonical order
     assert evaluate.parse_metrics("is,fid,diversity", "real") == ("fid", "is", "diversity")
-    with pytest.raises(ValueError, match="unknown.*musiq"):
-        evaluate.parse_metrics("psnr,musiq")
+    assert evaluate.parse_metrics("clipiqa,musiq,is,fid", "real") == ("fid", "is", "musiq", "clipiqa")  # Table 2
+    with pytest.raises(ValueError, match="unknown.*niqe"):
+        evaluate.parse_metrics("psnr,niqe")
     with pytest.raises(ValueError, match="psnr, lpips need ground-truth"):
         evaluate.parse_metrics("psnr,lpips,fid", "real")
 
@@ -95,7 +96,8 @@ def test_list_inputs_from_synthfaces(fake_synthfaces, tmp_path):
     config.input_dir, config.num_images, config.scale = "synthfaces:heldout", 3, 8
     inputs = sample_lib.list_inputs(config, 32)
     assert [item[0] for item in inputs] == ["heldout_1000", "heldout_1001", "heldout_1002"]
-    name, lr, cond, hr = inputs[1]
+    name, lr, cond, hr, index = inputs[1]
+    assert index == 1  # its place in the list: its random keys derive from it
     np.testing.assert_array_equal(hr, face_like(1001, 32))
     np.testing.assert_array_equal(lr, images.lr_from_hr(hr, 8))
     assert lr.shape == (4, 4, 3) and cond.shape == (16, 16, 3)
@@ -122,6 +124,7 @@ def test_list_inputs_folder_honours_num_images(tmp_path, caplog):
     config.input_dir = str(tmp_path)
     inputs = sample_lib.list_inputs(config, 32)
     assert [i[0] for i in inputs] == ["f0", "f1", "f2"] and "a_corrupt.png" in caplog.text
+    assert [i.index for i in inputs] == [1, 2, 3]  # places in the sorted list, the unreadable file's counted
     assert inputs[0][3].shape == (32, 32, 3)  # wrong size: cropped and resized
     config.num_images = 2  # the first two files, the unreadable one included
     assert [i[0] for i in sample_lib.list_inputs(config, 32)] == ["f0"]

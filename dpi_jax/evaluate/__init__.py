@@ -13,7 +13,8 @@ diversity, for several settings.
 The config is a sampling config (``configs/default.py`` and the files built on it); any field can be overridden
 (``--config.num_images=4 --config.num_seeds=3``). In synthetic mode the LR inputs are made from HR faces (a folder,
 or ``synthfaces:heldout``) by bicubic downsampling, and the HR faces are the ground truth (GT); in real mode the
-inputs are LR faces without GT, and only fid (against ``--fid_reference``), is and diversity can be measured.
+inputs are LR faces without GT, and only fid (against ``--fid_reference``), is, musiq, clipiqa and diversity can be
+measured.
 
 Settings (:mod:`~dpi_jax.evaluate.settings`): the config's (tau, s, omega) with its CRT (``dpi``) and without it
 (``dpi-no-crt``: the condition stays the LR input's pixels; ``--no_crt_ablation`` drops it), plus the ``bicubic``

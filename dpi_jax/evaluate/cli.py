@@ -15,7 +15,8 @@ from dpi_jax.evaluate.writers import markdown_table, output_paths, write_outputs
 
 TABLE4_METRICS = ("ssim", "lpips", "fid")  # the rows of the paper's Table 4
 WEIGHTS = {"lpips": "checkpoints/metrics/lpips_alex", "fid": "checkpoints/metrics/fid_inception",
-           "id": "checkpoints/metrics/vggface"}
+           "id": "checkpoints/metrics/vggface", "musiq": "checkpoints/metrics/musiq",
+           "clipiqa": "checkpoints/metrics/clipiqa"}
 
 
 def table_note(rows: Sequence[dict], metrics, networks: measures.MetricNetworks) -> str:
@@ -29,6 +30,8 @@ def table_note(rows: Sequence[dict], metrics, networks: measures.MetricNetworks)
     if "id" in metrics:
         parts.append(f"ID: DeepFace VGG-Face ({networks.id_descriptor}) cosine distance to the ground truth (CS) and "
                      f"the share of pairs within {networks.id_threshold:g} (ACC).")
+    if "musiq" in metrics or "clipiqa" in metrics:
+        parts.append("MUSIQ (KonIQ) and CLIPIQA as pyiqa's musiq and clipiqa, per image, higher is better.")
     if "diversity" in metrics:
         parts.append("Diversity: mean per-pixel std over seeds ([0, 1] scale).")
     return " ".join(parts)
@@ -68,7 +71,8 @@ def run(config: ml_collections.ConfigDict, out_dir, *, metrics=measures.DEFAULT,
     weights = dict(WEIGHTS, **(weights or {}))
     networks = measures.MetricNetworks.load(metrics, lpips_weights=weights["lpips"], fid_weights=weights["fid"],
                                             id_weights=weights["id"], fid_reference=fid_reference or None,
-                                            id_descriptor=id_descriptor, progress=progress)
+                                            id_descriptor=id_descriptor, progress=progress,
+                                            musiq_weights=weights["musiq"], clipiqa_weights=weights["clipiqa"])
     rows = evaluate(config, settings, metrics=metrics, networks=networks, progress=progress)
     columns = measures.columns(metrics)
     note = table_note(rows, metrics, networks)
@@ -88,7 +92,7 @@ def _define_flags():
     flags.DEFINE_string("out", "out/eval", "Folder for metrics.{csv,md,json}, the grids and sweep.png.")
     flags.DEFINE_string("metrics", ",".join(measures.DEFAULT),
                         f"Comma-separated metrics: {', '.join(measures.CHOICES)} (the paper's Table 1: "
-                        "psnr,ssim,lpips,fid; Table 3: id; real-world: fid,is).")
+                        "psnr,ssim,lpips,fid; Table 2, real-world: fid,is,musiq,clipiqa; Table 3: id).")
     flags.DEFINE_multi_string("sweep", [], "A sweep, e.g. tau=0,100,300,500 (also s=..., omega=...); repeatable.")
     flags.DEFINE_bool("no_crt_ablation", False, "Skip the setting without the CRT.")
     flags.DEFINE_bool("ablation", False, "The paper's Table 4: full DPI, w/o CRT, w/o Refine, w/o Stage II (tau=0), "
@@ -99,11 +103,16 @@ def _define_flags():
     flags.DEFINE_string("lpips_weights", WEIGHTS["lpips"], "Ported LPIPS checkpoint (python -m dpi_jax.port ...).")
     flags.DEFINE_string("fid_weights", WEIGHTS["fid"], "Ported FID Inception checkpoint (for fid and is).")
     flags.DEFINE_string("id_weights", WEIGHTS["id"], "Ported DeepFace VGG-Face checkpoint (for id).")
+    flags.DEFINE_string("musiq_weights", WEIGHTS["musiq"], "Ported MUSIQ (KonIQ) checkpoint (for musiq).")
+    flags.DEFINE_string("clipiqa_weights", WEIGHTS["clipiqa"], "Ported CLIP-IQA (RN50) checkpoint (for clipiqa).")
     flags.DEFINE_string("fid_reference", "", "FID against this folder or pytorch-fid .npz statistics file instead "
                         "of the ground-truth faces (needed without ground truth, config.mode=real).")
     flags.DEFINE_enum("id_descriptor", "fc8", ["fc8", "fc7"], "VGG-Face embedding: fc8 (2622-d, threshold 0.40, "
                       "the DeepFace the paper used) or fc7 (4096-d, threshold 0.68, today's DeepFace).")
     flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+    # --help lists the key flags of the main module (python -m: dpi_jax/evaluate/__main__.py): make these its own
+    for flag in flags.FLAGS.flags_by_module_dict().get(__name__, []) + [flags.FLAGS["config"]]:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     return config, flags.FLAGS
 
 
@@ -124,7 +133,8 @@ def main(argv=None):
             compile_cache.enable()
             validation.check_sampling(config_holder.value)
             images.check_output_dir(FLAGS.out)
-            weights = {"lpips": FLAGS.lpips_weights, "fid": FLAGS.fid_weights, "id": FLAGS.id_weights}
+            weights = {"lpips": FLAGS.lpips_weights, "fid": FLAGS.fid_weights, "id": FLAGS.id_weights,
+                       "musiq": FLAGS.musiq_weights, "clipiqa": FLAGS.clipiqa_weights}
             metrics = TABLE4_METRICS if FLAGS.ablation and not FLAGS["metrics"].present else FLAGS.metrics
             run(config_holder.value, FLAGS.out, metrics=metrics, sweeps=FLAGS.sweep,
                 crt_ablation=not FLAGS.no_crt_ablation, ablation=FLAGS.ablation, ablation_k=FLAGS.ablation_k,

@@ -3,7 +3,8 @@ and the accumulation of per-image and per-set values over the batches of one set
 
 Per image (mean ± std over images; a sampled setting's value is first averaged over its seeds):
 ``psnr``, ``ssim``, ``lr_psnr`` (LR consistency), ``diversity`` (:mod:`dpi_jax.metrics.pixel`), ``lpips`` (to the
-GT, :mod:`dpi_jax.metrics.lpips`) and ``id_cs`` (DeepFace VGG-Face cosine distance to the GT). Per set (the first
+GT, :mod:`dpi_jax.metrics.lpips`), ``id_cs`` (DeepFace VGG-Face cosine distance to the GT) and the no-reference
+``musiq`` and ``clipiqa`` (pyiqa's, :mod:`dpi_jax.metrics.musiq`, :mod:`dpi_jax.metrics.clipiqa`). Per set (the first
 seed's result of every input): ``fid`` (pytorch-fid, against the GT faces or a reference folder / statistics file),
 ``is`` (torch-fidelity's Inception Score, ± its std over splits) and ``id_acc`` (the share of SR/GT pairs DeepFace
 verifies as the same person, over all seeds' pairs). ``--metrics=id`` gives both ``id_acc`` and ``id_cs``.
@@ -18,15 +19,20 @@ import numpy as np
 from dpi_jax.metrics import pixel
 
 PIXEL = ("psnr", "ssim", "lr_psnr", "diversity")
-CHOICES = ("psnr", "ssim", "lpips", "fid", "is", "id", "lr_psnr", "diversity")  # the order of the table's columns
+# the order of the table's columns (Table 2's: fid, is, musiq, clipiqa)
+CHOICES = ("psnr", "ssim", "lpips", "fid", "is", "musiq", "clipiqa", "id", "lr_psnr", "diversity")
 DEFAULT = PIXEL
-NEEDS_GT = ("psnr", "ssim", "lr_psnr", "lpips", "id")  # without ground truth (real-world LR): fid, is, diversity
+# without ground truth (real-world LR): fid, is, musiq, clipiqa, diversity
+NEEDS_GT = ("psnr", "ssim", "lr_psnr", "lpips", "id")
 # The columns each metric name adds to a row, in the order of the paper's tables.
 COLUMNS = {"psnr": ("psnr",), "ssim": ("ssim",), "lpips": ("lpips",), "fid": ("fid",), "is": ("is",),
-           "id": ("id_acc", "id_cs"), "lr_psnr": ("lr_psnr",), "diversity": ("diversity",)}
-LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "is": "IS", "id_acc": "ID ACC",
+           "musiq": ("musiq",), "clipiqa": ("clipiqa",), "id": ("id_acc", "id_cs"), "lr_psnr": ("lr_psnr",),
+           "diversity": ("diversity",)}
+LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "is": "IS", "musiq": "MUSIQ",
+          "clipiqa": "CLIPIQA", "id_acc": "ID ACC",
           "id_cs": "ID CS", "lr_psnr": "LR-consistency PSNR (dB)", "diversity": "diversity"}
-DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 2, "is": 3, "id_acc": 3, "id_cs": 4, "lr_psnr": 2,
+DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 2, "is": 3, "musiq": 2, "clipiqa": 4, "id_acc": 3, "id_cs": 4,
+          "lr_psnr": 2,
           "diversity": 4}
 IS_SPLITS = 10  # torch-fidelity's default; fewer when a set has fewer images
 
@@ -42,7 +48,7 @@ def parse_metrics(spec, mode: str = "synthetic") -> tuple[str, ...]:
         need_gt = [m for m in names if m in NEEDS_GT]
         if need_gt:
             raise ValueError(f"--metrics: {', '.join(need_gt)} need ground-truth faces (config.mode 'synthetic'); "
-                             f"without them (mode {mode!r}) only fid, is and diversity can be measured")
+                             f"without them (mode {mode!r}) only fid, is, musiq, clipiqa and diversity can be measured")
     return tuple(m for m in CHOICES if m in names)
 
 
@@ -57,13 +63,16 @@ class MetricNetworks:
     lpips: tuple | None = None  # (params, net)
     inception: dict | None = None
     vggface: dict | None = None
+    musiq: dict | None = None
+    clipiqa: dict | None = None
     fid_reference: tuple | None = None  # (mu, sigma)
     id_descriptor: str = "fc8"
     id_threshold: float = 0.40
 
     @classmethod
     def load(cls, metrics, *, lpips_weights=None, fid_weights=None, id_weights=None, fid_reference=None,
-             id_descriptor: str = "fc8", id_threshold: float | None = None, progress: bool = True):
+             id_descriptor: str = "fc8", id_threshold: float | None = None, progress: bool = True,
+             musiq_weights=None, clipiqa_weights=None):
         """Load what ``metrics`` needs; a missing weights directory raises FileNotFoundError naming the file to get
         and the port command (before any sampling is done)."""
         nets = cls(id_descriptor=id_descriptor)
@@ -80,6 +89,12 @@ class MetricNetworks:
             nets.vggface = identity.load_vggface(id_weights)
             default = identity.THRESHOLD_FC8 if id_descriptor == "fc8" else identity.THRESHOLD
             nets.id_threshold = default if id_threshold is None else float(id_threshold)
+        if "musiq" in metrics:
+            from dpi_jax.metrics import musiq
+            nets.musiq = musiq.load_musiq(musiq_weights)
+        if "clipiqa" in metrics:
+            from dpi_jax.metrics import clipiqa
+            nets.clipiqa = clipiqa.load_clipiqa(clipiqa_weights)
         return nets
 
 
@@ -131,6 +146,13 @@ class Accumulator:
                                             descriptor=self.networks.id_descriptor)
             self.id_distances.append(d)
             self.per_image["id_cs"] += per_seed_mean(d)
+        if "musiq" in self.metrics:
+            from dpi_jax.metrics import musiq
+            self.per_image["musiq"] += per_seed_mean(musiq.musiq_images(self.networks.musiq, flat, progress=False))
+        if "clipiqa" in self.metrics:
+            from dpi_jax.metrics import clipiqa
+            scores = clipiqa.clipiqa_images(self.networks.clipiqa, flat, progress=False)
+            self.per_image["clipiqa"] += per_seed_mean(scores)
         self.first_seed.append(sr[0])
 
     def summary(self, names: list[str]) -> dict:

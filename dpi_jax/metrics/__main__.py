@@ -1,10 +1,12 @@
-"""The metrics on folders, as the reference tools' command lines do it (pytorch-fid, lpips, torch-fidelity):
+"""The metrics on folders, as the reference tools' command lines do it (pytorch-fid, lpips, torch-fidelity, pyiqa):
 
     python -m dpi_jax.metrics fid DIR_A DIR_B          # either may be a pytorch-fid .npz statistics file
     python -m dpi_jax.metrics stats DIR OUT.npz        # a folder's FID statistics, readable by pytorch-fid
     python -m dpi_jax.metrics lpips DIR_A DIR_B        # pairs of images with the same name
     python -m dpi_jax.metrics is DIR                   # Inception Score, 10 splits
     python -m dpi_jax.metrics id SR_DIR GT_DIR         # DeepFace VGG-Face ACC / CS of pairs with the same name
+    python -m dpi_jax.metrics musiq DIR                # MUSIQ (pyiqa's musiq, KonIQ) of every image
+    python -m dpi_jax.metrics clipiqa DIR              # CLIP-IQA (pyiqa's clipiqa) of every image
 
 The networks come from checkpoints ported once with ``python -m dpi_jax.port`` (``--weights`` chooses another);
 nothing is downloaded. One result line is printed (and ``--json`` adds the full result as JSON).
@@ -20,7 +22,8 @@ from dpi_jax import validation
 
 WEIGHTS = {"fid": "checkpoints/metrics/fid_inception", "stats": "checkpoints/metrics/fid_inception",
            "is": "checkpoints/metrics/fid_inception", "lpips": "checkpoints/metrics/lpips_alex",
-           "id": "checkpoints/metrics/vggface"}
+           "id": "checkpoints/metrics/vggface", "musiq": "checkpoints/metrics/musiq",
+           "clipiqa": "checkpoints/metrics/clipiqa"}
 
 
 def _at_least_one(text: str) -> int:
@@ -41,12 +44,14 @@ def _parser() -> argparse.ArgumentParser:
                                    ("stats", ("folder", "output"), "FID statistics of a folder, as .npz"),
                                    ("lpips", ("dir_a", "dir_b"), "LPIPS between same-named images"),
                                    ("is", ("folder",), "Inception Score of a folder"),
-                                   ("id", ("sr_dir", "gt_dir"), "face-identity ACC/CS of same-named images")):
+                                   ("id", ("sr_dir", "gt_dir"), "face-identity ACC/CS of same-named images"),
+                                   ("musiq", ("folder",), "MUSIQ (KonIQ) of every image of a folder"),
+                                   ("clipiqa", ("folder",), "CLIP-IQA of every image of a folder")):
         sub = commands.add_parser(name, help=help_text)
         for path in paths:
             sub.add_argument(path)
         sub.add_argument("--weights", default=WEIGHTS[name], help=f"ported checkpoint (default {WEIGHTS[name]})")
-        sub.add_argument("--batch_size", type=_at_least_one, default=50)
+        sub.add_argument("--batch_size", type=_at_least_one, default=8 if name == "musiq" else 50)
         sub.add_argument("--json", action="store_true", help="also print the whole result as JSON")
         sub.add_argument("--verbose", action="store_true", help="print the traceback of an error")
         if name == "is":
@@ -76,6 +81,15 @@ def _run(args) -> int:
         params, net = lpips.load_lpips(args.weights)
         result = lpips.lpips_folders(params, args.dir_a, args.dir_b, net, batch_size=args.batch_size)
         line = f"LPIPS-{net}: {result['mean']} over {len(result['per_image'])} pairs"
+    elif args.command in ("musiq", "clipiqa"):
+        from dpi_jax.metrics import clipiqa, musiq
+        if args.command == "musiq":
+            result = musiq.musiq_folder(musiq.load_musiq(args.weights), args.folder, batch_size=args.batch_size)
+        else:
+            result = clipiqa.clipiqa_folder(clipiqa.load_clipiqa(args.weights), args.folder,
+                                            batch_size=args.batch_size)
+        name = {"musiq": "MUSIQ", "clipiqa": "CLIP-IQA"}[args.command]
+        line = f"{name}: {result['mean']} over {len(result['per_image'])} images"
     else:
         from dpi_jax.metrics import identity
         params = identity.load_vggface(args.weights)
