@@ -1,4 +1,5 @@
-"""One sample.py run over two processes (jax.distributed on local CPU processes, gloo) against one process.
+"""One sample.py run, and one evaluation, over two processes (jax.distributed on local CPU processes, gloo) against
+one process.
 
 Each process holds one CPU device: the global batch of 4 is split 2 + 2, each process writes the images of its own
 rows and process 0 the grids. The images must equal the one-process run's (up to 1 of 255 on a few pixels: the
@@ -24,18 +25,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _sample(out: Path, num_processes: int) -> list[str]:
+def _launch(command: list[str], num_processes: int) -> list[str]:
+    """Run ``command`` (from the repository root) as ``num_processes`` processes of one run; their stderr."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
     address = f"127.0.0.1:{_free_port()}"
     procs = []
     for pid in range(num_processes):
         launch = (["--coordinator_address", address, "--num_processes", str(num_processes), "--process_id", str(pid)]
                   if num_processes > 1 else [])
-        procs.append(subprocess.Popen([sys.executable, "sample.py", f"--config.output_dir={out}", *ARGS, *launch],
-                                      cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen([sys.executable, *command, *launch], cwd=ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     logs = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * num_processes, "\n".join(log[-2000:] for log in logs)
     return logs
+
+
+def _sample(out: Path, num_processes: int) -> list[str]:
+    return _launch(["sample.py", f"--config.output_dir={out}", *ARGS], num_processes)
 
 
 @pytest.mark.slow
@@ -77,3 +83,39 @@ def test_an_image_gets_the_same_pixels_in_any_batch():
     assert results[1].shape == (2, 4, 64, 64, 3)
     np.testing.assert_allclose(results[1], results[4], atol=1e-4)
     assert not np.allclose(results[1][:, 0], results[1][:, 1])
+
+
+@pytest.mark.slow
+def test_an_evaluation_over_two_processes_equals_one(tmp_path):
+    """python -m dpi_jax.evaluate over 2 processes: each measures its own rows, the values are gathered (images for
+    FID, per-image values, identity distances) and process 0 writes metrics.json, equal to a 1-process run's
+    (pixel metrics within 1e-3, FID within 1e-3 relative: the PNG-level agreement of the test above)."""
+    import json
+
+    import jax
+
+    from dpi_jax.metrics import identity, inception, torch_reference
+
+    torch_state = lambda sd: {k: v.numpy() for k, v in sd.items()}  # noqa: E731
+    inception.save_inception(tmp_path / "inception",
+                             inception.convert_inception(torch_state(torch_reference.random_fid_inception_state_dict())))
+    rng = np.random.default_rng(2)
+    he = lambda leaf: rng.normal(0, (2 / np.prod(leaf.shape[:-1])) ** 0.5 if len(leaf.shape) > 1 else 0.1, leaf.shape)
+    identity.save_vggface(tmp_path / "vggface",
+                          jax.tree.map(lambda leaf: he(leaf).astype(np.float32), identity.abstract_vggface_params()))
+    results = {}
+    for n in (1, 2):
+        out = tmp_path / f"eval{n}"
+        _launch(["-m", "dpi_jax.evaluate", *ARGS, "--metrics=psnr,ssim,lr_psnr,diversity,fid,id",
+                 f"--fid_weights={tmp_path / 'inception'}", f"--id_weights={tmp_path / 'vggface'}",
+                 "--no_crt_ablation", f"--out={out}"], n)
+        results[n] = json.loads((out / "metrics.json").read_text())
+        assert (out / "grid_dpi.png").exists()
+    one, two = (results[n]["rows"] for n in (1, 2))
+    assert [r["setting"] for r in one] == [r["setting"] for r in two] == ["dpi", "bicubic"]
+    for a, b in zip(one, two, strict=True):
+        assert a["num_images"] == b["num_images"] == 4
+        for column in ("psnr", "ssim", "lr_psnr", "diversity", "id_cs"):
+            assert abs(a[column] - b[column]) <= 1e-3, (a["setting"], column, a[column], b[column])
+        assert abs(a["fid"] - b["fid"]) <= 1e-3 * abs(a["fid"]) and a["id_acc"] == b["id_acc"]
+        assert list(a["per_image"]) == list(b["per_image"])  # every input, in input order

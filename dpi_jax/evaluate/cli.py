@@ -7,7 +7,7 @@ from typing import Sequence
 
 import ml_collections
 
-from dpi_jax import compile_cache, images, inference
+from dpi_jax import compile_cache, distributed, images, inference
 from dpi_jax.evaluate import measures
 from dpi_jax.evaluate.loop import evaluate
 from dpi_jax.evaluate.settings import ABLATION_K, ablation_settings, default_settings, parse_sweep, unique
@@ -78,8 +78,9 @@ def run(config: ml_collections.ConfigDict, out_dir, *, metrics=measures.DEFAULT,
     note = table_note(rows, metrics, networks)
     meta = dict(config=config.to_dict(), settings=[s.as_dict() for s in settings], metrics=list(metrics),
                 fid_reference=fid_reference or ("ground truth" if "fid" in metrics else None))
-    write_outputs(rows, out_dir, columns, overwrite=overwrite, meta=meta, note=note)
-    print(markdown_table(rows, columns, note))
+    if distributed.is_main():  # in a run over several processes, every process holds all rows; process 0 writes
+        write_outputs(rows, out_dir, columns, overwrite=overwrite, meta=meta, note=note)
+        print(markdown_table(rows, columns, note))
     return rows
 
 
@@ -110,6 +111,7 @@ def _define_flags():
     flags.DEFINE_enum("id_descriptor", "fc8", ["fc8", "fc7"], "VGG-Face embedding: fc8 (2622-d, threshold 0.40, "
                       "the DeepFace the paper used) or fc7 (4096-d, threshold 0.68, today's DeepFace).")
     flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+    distributed.define_flags()
     # --help lists the key flags of the main module (python -m: dpi_jax/evaluate/__main__.py): make these its own
     for flag in flags.FLAGS.flags_by_module_dict().get(__name__, []) + [flags.FLAGS["config"]]:
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
@@ -130,6 +132,8 @@ def main(argv=None):
             return 2
 
         def validated_run():  # the config is checked before any model is loaded
+            distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                                   auto=FLAGS.distributed)
             compile_cache.enable()
             validation.check_sampling(config_holder.value)
             images.check_output_dir(FLAGS.out)

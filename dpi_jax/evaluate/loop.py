@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from dpi_jax import images, inference
+from dpi_jax import distributed, images, inference
 from dpi_jax.evaluate.measures import DEFAULT, Accumulator, MetricNetworks, set_fid_reference
 from dpi_jax.evaluate.settings import Setting
 
@@ -46,25 +46,33 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
     set_fid_reference(networks, gt_all, progress)
     scale, num_seeds = int(config.scale), int(config.num_seeds)
     names = [item.name for item in todo]
+    position = {name: p for p, name in enumerate(names)}
+    grid_shape = (2 + min(num_seeds, inference.GRID_SEEDS) + has_gt, image_size, image_size, 3)
     rows = []
     for setting in tqdm(settings, desc="settings", unit="setting", disable=not progress):
         measured = Accumulator(metrics, networks, scale)
-        grid, shown = [], []
+        grid = {}
         batches = inference.sample_batches(
             todo, config, prior, prior_params, crt if setting.crt else None, crt_params,
             overrides=setting.overrides(), progress=progress, desc=setting.name, leave=False)
-        for batch, sr in batches:
+        for batch, sr in batches:  # in a run over several processes, the inputs of this process's rows
+            if not batch:
+                continue
             sr = images.to_uint8(sr)  # (S, B, H, W, 3), as it would be saved
             lr = np.stack([item.lr for item in batch])
-            measured.add(sr, lr, np.stack([item.gt for item in batch]) if has_gt else None)
+            measured.add(sr, lr, np.stack([item.gt for item in batch]) if has_gt else None,
+                         positions=[position[item.name] for item in batch])
             for n, item in enumerate(batch):
-                if len(grid) < config.grid_rows:
-                    grid.append(inference.grid_row(item.lr, sr[:, n], image_size, gt=item.gt))
-                    shown.append(sr[0, n])
+                if position[item.name] < config.grid_rows:
+                    grid[position[item.name]] = np.stack(
+                        inference.grid_row(item.lr, sr[:, n], image_size, gt=item.gt))
+        measured.gather(len(todo), (image_size, image_size, 3))  # all inputs' values, in every process
+        grid = distributed.gather_rows(grid, int(config.grid_rows), grid_shape)
         row = dict(setting.as_dict(), setting=setting.name, num_images=len(names), num_seeds=num_seeds)
         del row["name"]
         row.update(measured.summary(names))
-        row["grid"], row["shown"] = images.make_grid(grid), np.stack(shown)
+        row["grid"] = images.make_grid([list(r) for r in grid])
+        row["shown"] = np.concatenate(measured.first_seed)[: config.grid_rows]
         rows.append(row)
 
     lr = np.stack([item.lr for item in todo])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 
 from dpi_jax.metrics import pixel
@@ -119,10 +120,14 @@ class Accumulator:
             raise ValueError("FID needs reference statistics: MetricNetworks.fid_reference (see set_fid_reference)")
         self.metrics, self.networks, self.scale, self.progress = tuple(metrics), networks, scale, progress
         self.per_image = {c: [] for c in columns(metrics) if c not in ("fid", "is", "id_acc")}
-        self.first_seed, self.id_distances = [], []
+        self.first_seed, self.id_distances, self.positions = [], [], []
 
-    def add(self, sr: np.ndarray, lr: np.ndarray, gt: np.ndarray | None):
+    def add(self, sr: np.ndarray, lr: np.ndarray, gt: np.ndarray | None, positions=None):
+        """``positions``: the inputs' places in the whole input list (by default, the next ones): what
+        :meth:`gather` orders the values of several processes by."""
         num, b = sr.shape[:2]
+        start = len(self.positions)
+        self.positions += list(range(start, start + b)) if positions is None else [int(p) for p in positions]
         flat = sr.reshape((num * b,) + sr.shape[2:])
         per_seed_mean = lambda values: list(np.asarray(values).reshape(num, b).mean(0))
         if gt is not None:
@@ -144,7 +149,7 @@ class Accumulator:
             from dpi_jax.metrics import identity
             d = identity.identity_distances(self.networks.vggface, flat, gt_rep, progress=False,
                                             descriptor=self.networks.id_descriptor)
-            self.id_distances.append(d)
+            self.id_distances.append(np.asarray(d).reshape(num, b).T)  # (B, S): per input
             self.per_image["id_cs"] += per_seed_mean(d)
         if "musiq" in self.metrics:
             from dpi_jax.metrics import musiq
@@ -154,6 +159,41 @@ class Accumulator:
             scores = clipiqa.clipiqa_images(self.networks.clipiqa, flat, progress=False)
             self.per_image["clipiqa"] += per_seed_mean(scores)
         self.first_seed.append(sr[0])
+
+    def gather(self, count: int, image_shape: tuple) -> None:
+        """In a run over several processes (each added the inputs of its own rows), give every process the values
+        of all ``count`` inputs, in input order; nothing to do in one process. ``image_shape``: (H, W, 3) of a
+        result."""
+        if jax.process_count() == 1:
+            return
+        from jax.experimental import multihost_utils
+
+        positions = np.asarray(self.positions, np.int64)
+        held = np.zeros(count, np.uint8)
+        held[positions] = 1
+
+        def spread(parts, tail, dtype):
+            full = np.zeros((count, *tail), dtype)
+            if len(positions):
+                full[positions] = np.concatenate(parts) if isinstance(parts, list) else parts
+            return full
+
+        num_seeds = self.id_distances[0].shape[1] if self.id_distances else 0
+        ids = np.asarray(multihost_utils.process_allgather(np.int64(num_seeds))).max()
+        local = {"held": held, "images": spread(self.first_seed, image_shape, np.uint8),
+                 # float64 values travel as pairs of uint32 (JAX arrays would round them to float32)
+                 "values": {c: spread(np.asarray(v, np.float64), (), np.float64).view(np.uint32).reshape(count, 2)
+                            for c, v in self.per_image.items()}}
+        if "id" in self.metrics:
+            local["ids"] = spread(self.id_distances, (ids,), np.float64).view(np.uint32)
+        every = multihost_utils.process_allgather(local)  # each leaf: (processes, ...)
+        owner = np.argmax(np.asarray(every["held"]), axis=0)  # the process that holds input i
+        pick = lambda table: np.asarray(table)[owner, np.arange(count)]  # noqa: E731
+        self.positions = list(range(count))
+        self.first_seed = [pick(every["images"])]
+        self.per_image = {c: list(pick(v).view(np.float64).reshape(count)) for c, v in every["values"].items()}
+        if "id" in self.metrics:
+            self.id_distances = [pick(every["ids"]).view(np.float64).reshape(count, ids)]
 
     def summary(self, names: list[str]) -> dict:
         """The metric fields of the row: ``<c>`` and ``<c>_std`` per column, and ``per_image``."""
@@ -173,7 +213,7 @@ class Accumulator:
                 logits = fid.image_logits(params, results)
                 row["is"], row["is_std"] = fid.inception_score(logits, min(IS_SPLITS, len(logits)))
         if "id" in self.metrics:
-            d = np.concatenate(self.id_distances)
+            d = np.concatenate(self.id_distances).reshape(-1)
             row["id_acc"], row["id_acc_std"] = float(np.mean(d <= self.networks.id_threshold)), None
         row["per_image"] = {n: {c: float(v[i]) for c, v in self.per_image.items()} for i, n in enumerate(names)}
         return row

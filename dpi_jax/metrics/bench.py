@@ -1,12 +1,15 @@
 """Speed of the network metrics against their reference implementations, side by side in one run, as one JSON line.
 
     python -m dpi_jax.metrics.bench --images 1000 --size 256      # LPIPS-Alex of 1000 pairs, FID of 1000 vs 1000
+    python -m dpi_jax.metrics.bench --images 64 --batch_size 8 --metrics musiq,clipiqa   # from a checkout
 
 Both sides get the same random weights (torchvision's AlexNet initialisation with the lpips package's heads; a
 random FID Inception state_dict) and the same random uint8 images; the reference side is the ``lpips`` package and
 pytorch-fid (``InceptionV3([3])`` in batches, then ``calculate_frechet_distance``), with torch's default threads.
 Reported: seconds of each side (compilation excluded, reported apart), the ratio reference / ours (> 1: ours is
 faster), and the relative difference of the values. Needs the dev extras (torch, torchvision, lpips, pytorch-fid).
+MUSIQ and CLIP-IQA are timed against ``tests/iqa_reference.py`` (a torch transcription of pyiqa 0.1.16's
+``musiq`` and ``clipiqa``, random weights), so run those from a checkout of the repository.
 """
 
 from __future__ import annotations
@@ -79,7 +82,39 @@ def run(num_images: int, size: int, batch_size: int, metrics=("lpips", "fid")) -
         result.update(fid_first_batch_s=round(compile_s, 2), fid_ours_s=round(ours_s, 2),
                       fid_reference_s=round(ref_s, 2), fid_speedup=round(ref_s / ours_s, 3),
                       fid_ours=float(ours), fid_reference=float(ref))
+    for name in ("musiq", "clipiqa"):
+        if name in metrics:
+            result.update(_no_reference_metric(name, a, batch_size))
     return result
+
+
+def _no_reference_metric(name: str, images: np.ndarray, batch_size: int) -> dict:
+    """MUSIQ or CLIP-IQA of ``images``: ours against the torch transcription of pyiqa's (tests/iqa_reference.py)."""
+    import torch
+
+    from dpi_jax.metrics import clipiqa, musiq
+    from tests import iqa_reference as ref
+
+    nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float() / 255  # noqa: E731
+    if name == "musiq":
+        model = ref.random_musiq(0).eval()
+        params = musiq.convert_musiq({k: v.numpy() for k, v in model.state_dict().items()})
+        ours_fn = lambda x: musiq.musiq_images(params, x, batch_size=batch_size, progress=False)  # noqa: E731
+        reference_fn = lambda x: model(nchw(x)).numpy()[:, 0]  # noqa: E731
+    else:
+        model = ref.random_clip(0).eval()
+        params = clipiqa.convert_clipiqa({k: v.numpy() for k, v in model.state_dict().items()})
+        tokens = torch.from_numpy(clipiqa.token_array())
+        ours_fn = lambda x: clipiqa.clipiqa_images(params, x, batch_size=batch_size, progress=False)  # noqa: E731
+        reference_fn = lambda x: ref.clipiqa_reference(model, nchw(x), tokens).numpy()[:, 0]  # noqa: E731
+    _, compile_s = _timed(lambda: ours_fn(images[:batch_size]))
+    ours, ours_s = _timed(lambda: ours_fn(images))
+    with torch.no_grad():
+        ref_values, ref_s = _timed(lambda: np.concatenate([reference_fn(images[i:i + batch_size])
+                                                           for i in range(0, len(images), batch_size)]))
+    return {f"{name}_first_batch_s": round(compile_s, 2), f"{name}_ours_s": round(ours_s, 2),
+            f"{name}_reference_s": round(ref_s, 2), f"{name}_speedup": round(ref_s / ours_s, 3),
+            f"{name}_max_rel_diff": float(np.abs(ours - ref_values).max() / np.abs(ref_values).max())}
 
 
 def main(argv=None) -> int:
@@ -87,7 +122,7 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=50)
-    parser.add_argument("--metrics", default="lpips,fid", help="lpips, fid or both")
+    parser.add_argument("--metrics", default="lpips,fid", help="lpips, fid, musiq, clipiqa (comma-separated)")
     args = parser.parse_args(argv)
     print(json.dumps(run(args.images, args.size, args.batch_size, tuple(args.metrics.split(",")))))
     return 0
