@@ -19,13 +19,14 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from dpi_jax import train_lib, validation
+from dpi_jax import distributed, train_lib, validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a workdir even when the config differs from its config.json in fields that "
     "change what is trained (config.json then holds the new config).")
+distributed.define_flags()
 flags.mark_flags_as_required(["config"])
 
 
@@ -38,6 +39,8 @@ def main(argv):
     logging.getLogger("dpi_jax").setLevel(logging.INFO)
 
     def validated_train():
+        f = flags.FLAGS
+        distributed.initialize(f.coordinator_address, f.num_processes, f.process_id, auto=f.distributed)
         validation.check_training(config)
         stop = train_lib.StopRequest()
         train_lib.train(config, config.workdir, stop=stop, allow_config_change=_ALLOW_CONFIG_CHANGE.value)

@@ -72,7 +72,10 @@ def write_checkpoint(directory, params, meta: dict, *, overwrite: bool = False) 
     try:
         tmp.mkdir()
         params = jax.tree.map(lambda p: np.asarray(p, np.float32), params)
-        with ocp.StandardCheckpointer() as checkpointer:
+        # This process writes alone (host arrays; in a multi-process run, the one process that exports).
+        alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                                   active_processes={jax.process_index()})
+        with ocp.StandardCheckpointer(multiprocessing_options=alone) as checkpointer:
             checkpointer.save(tmp / PARAMS_DIR, params)
             checkpointer.wait_until_finished()
         _write_synced(tmp / MODEL_FILE, json.dumps(meta, indent=1))

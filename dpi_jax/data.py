@@ -173,18 +173,23 @@ def make_batch(source: Source, indices, *, scale: int, k: int = 2, degradation: 
 
 
 def batch_at(source: Source, step: int, batch_size: int, *, seed: int, scale: int, k: int = 2,
-             degradation: str = "bicubic") -> dict:
-    """The batch of training step ``step``: a function of (seed, step) only."""
+             degradation: str = "bicubic", rows: slice | None = None) -> dict:
+    """The batch of training step ``step``: a function of (seed, step) only. ``rows``: only these rows of it (a
+    process's share of the global batch in a multi-process run; each example's degradation is that of its row)."""
     indices = batch_indices(len(source), batch_size, seed, step)
     positions = np.arange(step * batch_size, (step + 1) * batch_size)
-    return make_batch(source, indices, scale=scale, k=k, degradation=degradation, seed=seed, positions=positions)
+    rows = rows or slice(0, batch_size)
+    return make_batch(source, indices[rows], scale=scale, k=k, degradation=degradation, seed=seed,
+                      positions=positions[rows])
 
 
 def batches(source: Source, start_step: int, batch_size: int, *, seed: int, scale: int, k: int = 2,
-            degradation: str = "bicubic", workers: int = 2, ahead: int = 4) -> Iterator[dict]:
-    """``batch_at`` for steps start_step, start_step + 1, ... made by ``workers`` host threads, ``ahead`` ahead."""
+            degradation: str = "bicubic", workers: int = 2, ahead: int = 4, rows: slice | None = None
+            ) -> Iterator[dict]:
+    """``batch_at`` for steps start_step, start_step + 1, ... made by ``workers`` host threads, ``ahead`` ahead
+    (``rows``: this process's rows of each)."""
     make = functools.partial(batch_at, source, batch_size=batch_size, seed=seed, scale=scale, k=k,
-                             degradation=degradation)
+                             degradation=degradation, rows=rows)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         queue = collections.deque(pool.submit(make, start_step + j) for j in range(ahead))
         step = start_step + ahead
@@ -196,10 +201,11 @@ def batches(source: Source, start_step: int, batch_size: int, *, seed: int, scal
 
 
 def prefetch_to_mesh(iterator: Iterator[dict], mesh: jax.sharding.Mesh, size: int = 2) -> Iterator[dict]:
-    """Device-put the batches of ``iterator`` ``size`` ahead, split over the mesh's data axis."""
+    """Device-put the batches of ``iterator`` ``size`` ahead, split over the mesh's data axis (in a multi-process
+    run, ``iterator`` yields this process's rows of each global batch: :func:`dpi_jax.sharding.global_batch`)."""
     queue = collections.deque()
     for batch in iterator:
-        queue.append(sharding.shard_batch(batch, mesh))
+        queue.append(jax.tree.map(lambda x: sharding.global_batch(x, mesh), batch))
         if len(queue) > size:
             yield queue.popleft()
     while queue:

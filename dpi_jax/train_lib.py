@@ -24,6 +24,11 @@ One loop serves both (``config.model.kind`` "crt" or "adm"):
   config.json then holds the new config).
 - The workdir is locked for the whole run (:func:`dpi_jax.folders.locked`), so a second training in the same workdir
   fails at once; the OS releases the lock when the process ends, however it ends.
+- Several processes (``train.py --coordinator_address ... --num_processes N --process_id i``, or ``--distributed``;
+  :mod:`dpi_jax.distributed`): the global batch is split over the devices of all processes, each process makes only
+  its rows of it (:func:`dpi_jax.data.batch_at`'s ``rows``), every process takes part in orbax's checkpoint save and
+  restore (orbax writes from process 0), and process 0 holds the lock and writes config.json, the export, the
+  metrics and the sample PNGs. The workdir must be one shared folder.
 
 A run stopped by SIGINT/SIGTERM checkpoints and returns; :attr:`StopRequest.exit_status` is then 128 + the signal's
 number (130, 143), what ``train.py`` exits with.
@@ -31,6 +36,7 @@ number (130, 143), what ``train.py`` exits with.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
@@ -50,7 +56,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
-from dpi_jax import checkpoint, data, diffusion, folders, images, sharding, tasks
+from dpi_jax import checkpoint, data, diffusion, distributed, folders, images, sharding, tasks
 from dpi_jax.models import abstract_params, count_params, make_model
 
 INIT_FOLD = 2**31 - 1  # the parameters' initialisation key: fold_in(PRNGKey(seed), INIT_FOLD); steps use 0, 1, ...
@@ -295,7 +301,8 @@ def train(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None 
     checkpointing as a signal would (for tests of resumption)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    with folders.locked(workdir, "training"):
+    # Several processes (dpi_jax.distributed): process 0 holds the lock and writes the files besides orbax's.
+    with folders.locked(workdir, "training") if distributed.is_main() else contextlib.nullcontext():
         allow = allow_config_change or bool(config.get("allow_config_change", False))
         changes = check_rerun_config(workdir, config, allow)
         for change in changes:
@@ -324,8 +331,9 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: Path, *, stop_afte
             target = jax.eval_shape(lambda p: init_state(p, optimizer), abstract)
             state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(target))
             tqdm.write(f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}")
-            repair_export(workdir, state, config)
-        if write_config:
+            if distributed.is_main():
+                repair_export(workdir, state, config)
+        if write_config and distributed.is_main():
             images.write_atomic(workdir / CONFIG_FILE, config.to_json(indent=1))
         start = int(state.step)
         state = sharding.replicate(state, mesh)
@@ -335,30 +343,34 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: Path, *, stop_afte
         source = data.make_source(config.data, model.image_size, split="train")
         stream = data.prefetch_to_mesh(data.batches(source, start, config.batch_size, seed=config.seed,
                                                     scale=config.scale, k=config.k, degradation=config.degradation,
-                                                    workers=config.data.workers), mesh)
+                                                    workers=config.data.workers,
+                                                    rows=sharding.process_rows(config.batch_size, mesh)), mesh)
         heldout = heldout_batch(config, model.image_size)
-        metrics_log = MetricsLog(workdir / "metrics.csv", start)
+        main = distributed.is_main()
+        metrics_log = MetricsLog(workdir / "metrics.csv", start) if main else None
         (workdir / "samples").mkdir(exist_ok=True)
 
         def save(step):
-            if manager.latest_step() != step:
+            if manager.latest_step() != step:  # every process takes part in orbax's save
                 manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
-                export_model(workdir, state, config)
+                if main:
+                    export_model(workdir, state, config)
 
         step, last_time, last_step = start, time.perf_counter(), start
-        with stop, tqdm(total=config.num_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
+        with stop, tqdm(total=config.num_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
+                        disable=not main) as bar:
             while step < config.num_steps:
                 state, metrics = train_step(state, next(stream))
                 step += 1
                 bar.update(1)
-                if step % config.log_every == 0 or step == config.num_steps:
+                if main and (step % config.log_every == 0 or step == config.num_steps):
                     metrics = jax.device_get(metrics)
                     now = time.perf_counter()
                     metrics["steps_per_s"] = (step - last_step) / (now - last_time)
                     last_time, last_step = now, step
                     metrics_log.add(step, metrics)
                     bar.set_postfix(loss=f"{float(metrics['loss']):.4g}")
-                if step % config.eval_every == 0 or step == config.num_steps:
+                if main and (step % config.eval_every == 0 or step == config.num_steps):
                     values, picture = evaluate(state, heldout, model=model, schedule=schedule, config=config)
                     metrics_log.add(step, values)
                     images.save_png(workdir / "samples" / f"step_{step:07d}.png", picture)
