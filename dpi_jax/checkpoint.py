@@ -27,6 +27,7 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +84,22 @@ def write_checkpoint(directory, params, meta: dict, *, overwrite: bool = False) 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def load_network(directory, kind: str, label: str, abstract: Callable[[], Any], missing_message: str):
+    """The parameters of a ported network checkpoint of ``kind`` (e.g. a metric network): a directory without
+    model.json raises FileNotFoundError with ``missing_message`` (which file to get, where, the port command); a
+    checkpoint of another kind is refused naming ``label``. ``abstract()`` gives the parameters' shapes."""
+    directory = Path(directory)
+    if not (directory / MODEL_FILE).is_file():
+        raise FileNotFoundError(missing_message)
+
+    def target(meta):
+        if meta["kind"] != kind:
+            raise ValueError(f"{directory} holds a {meta['kind']!r} checkpoint, not {label} ({kind!r})")
+        return abstract()
+
+    return read_checkpoint(directory, target)[1]
 
 
 def _sibling(directory: Path, tag: str) -> Path:

@@ -352,15 +352,7 @@ def load_musiq(directory=DEFAULT_DIR) -> dict:
     """The params of a ported MUSIQ checkpoint (``None``: :data:`DEFAULT_DIR`). A missing directory raises
     FileNotFoundError naming the file, where it is published and the port command."""
     directory = Path(DEFAULT_DIR if directory is None else directory)
-    if not (directory / checkpoint.MODEL_FILE).is_file():
-        raise FileNotFoundError(missing_weights_message(directory))
-
-    def target(meta):
-        if meta["kind"] != KIND:
-            raise ValueError(f"{directory} holds a {meta['kind']!r} checkpoint, not MUSIQ ({KIND!r})")
-        return abstract_musiq_params()
-
-    return checkpoint.read_checkpoint(directory, target)[1]
+    return checkpoint.load_network(directory, KIND, "MUSIQ", abstract_musiq_params, missing_weights_message(directory))
 
 
 # ----------------------------------------------------------------------------------------------- many images
