@@ -18,7 +18,6 @@ import contextlib
 import logging
 from pathlib import Path
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -117,8 +116,6 @@ def run_one(config: ml_collections.ConfigDict) -> tuple[list[Path], list]:
     image_size = model_configs(config)[0]["image_size"]  # the checkpoints fit, before anything is written
     with _locked(out_dir):
         if config.mode == "photo":  # whole photos: detect, align, restore and paste back every face
-            if jax.process_count() > 1:
-                raise SetupError("photo mode runs in one process (a multi-process run was launched)")
             from dpi_jax.photo import pipeline
             return pipeline.run(config, checked=True), []
         return _sample_folder(config, out_dir, image_size)

@@ -152,3 +152,33 @@ def test_training_over_two_processes_gives_one_process_parameters(tmp_path):
     assert len(leaves[0]) == len(leaves[1]) > 0
     for a, b in zip(*leaves, strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_photo_mode_over_two_processes_writes_what_one_process_writes(tmp_path):
+    """Photo mode over 2 processes: each restores its faces (here one of the two), every face reaches process 0,
+    which pastes and writes every file; the files equal a 1-process run's (a face 1/255 apart may move a pasted
+    pixel by as much after the blend)."""
+    from skimage import data as skimage_data
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    pair = np.full((600, 1024, 3), 255, np.uint8)  # two portraits on white: two faces
+    pair[:512, :512] = skimage_data.astronaut()
+    from matplotlib import cbook
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        pair[:, 512:] = np.asarray(Image.open(f).convert("RGB"))
+    Image.fromarray(pair).resize((512, 300)).save(photos / "pair.png")
+    Image.fromarray(skimage_data.coffee()).resize((300, 200)).save(photos / "coffee.jpg")  # no face
+    outs = {}
+    for n in (1, 2):
+        outs[n] = tmp_path / f"out{n}"
+        _launch(["sample.py", "--config", "configs/photo.py", f"--config.input_dir={photos}",
+                 f"--config.output_dir={outs[n]}", "--config.respacing=10", "--config.num_seeds=2",
+                 "--config.batch_size=2", "--config.upscale=1.5", "--config.progress=False"], n)
+    files = sorted(p.name for p in outs[1].iterdir())
+    assert files == sorted(p.name for p in outs[2].iterdir()) and "pair_face1_s1.png" in files
+    for name in files:
+        a = np.asarray(Image.open(outs[1] / name), np.int16)
+        b = np.asarray(Image.open(outs[2] / name), np.int16)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 2 and (a != b).mean() < 1e-2, name

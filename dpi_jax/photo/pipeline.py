@@ -28,11 +28,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
 import ml_collections
 import numpy as np
 from PIL import Image
 
-from dpi_jax import folders, images, inference
+from dpi_jax import distributed, folders, images, inference
 from dpi_jax.photo import align, detect, paste
 
 log = logging.getLogger(__name__)
@@ -144,10 +145,22 @@ def finish(photo: Photo, config: ml_collections.ConfigDict, out_dir: Path) -> li
     return written
 
 
+def _collect(photos: list[Photo], owner: tuple[int, int], faces: np.ndarray, config, out_dir: Path) -> list[Path]:
+    """Keep face ``owner = (photo, face)``'s restorations; once the photo has all of them, paste and write it."""
+    p, i = owner
+    photos[p].restored[i] = faces
+    if len(photos[p].restored) < len(photos[p].transforms):
+        return []
+    written = finish(photos[p], config, out_dir)
+    photos[p].image = None  # done: let the pixels go
+    return written
+
+
 def run(config: ml_collections.ConfigDict, *, checked: bool = False) -> list[Path]:
     """Restore the faces of every photo in ``config.input_dir``; returns the paths written. ``checked``: the
     checkpoints have been checked already (:func:`dpi_jax.inference.model_configs`)."""
     prior, prior_params, crt, crt_params = inference.load_models(config, checked=checked)
+    main = distributed.is_main()  # several processes: each restores its rows of the batches, process 0 writes
     prior_size = prior.image_size
     if prior_size % config.scale:
         raise inference.SetupError(f"config.scale={config.scale} does not divide the prior's size {prior_size}")
@@ -173,32 +186,37 @@ def run(config: ml_collections.ConfigDict, *, checked: bool = False) -> list[Pat
         photo = Photo(stem, image, [])
         if not faces:
             log.warning("%s: no face found; the photo is only upscaled", path)
-            written += finish(photo, config, out_dir)
+            written += finish(photo, config, out_dir) if main else []
             continue
         log.info("%s: %d face(s)", path, len(faces))
         for i, face in enumerate(faces):
             name = f"{stem}_face{i}"
             lr, transform = face_input(image, face.landmarks, prior_size, lr_size, f"{path}, face {i}")
-            written.append(images.save_png(out_dir / f"{name}_lr.png", lr))
+            if main:
+                written.append(images.save_png(out_dir / f"{name}_lr.png", lr))
             photo.transforms.append(transform)
             todo.append(inference.Input(name, lr, images.condition_from_lr(lr, prior_size, config.k), None, len(todo)))
             owners.append((len(photos), i))
         photos.append(photo)
 
+    distributed.assert_same([item.name for item in todo], "the faces to restore")
     if todo:
-        start, done = time.perf_counter(), 0
+        start = time.perf_counter()
+        restored = {}  # this process's faces (all of them in one process), by their place in todo
         for batch, sr in inference.sample_batches(todo, config, prior, prior_params, crt, crt_params,
                                                   progress=bool(config.get("progress", True))):
-            for n in range(len(batch)):
-                p, i = owners[done + n]
-                photos[p].restored[i] = images.to_uint8(sr[:, n])
-                if len(photos[p].restored) == len(photos[p].transforms):
-                    written += finish(photos[p], config, out_dir)
-                    photos[p].image = None  # done: let the pixels go
-            done += len(batch)
+            for n, item in enumerate(batch):
+                restored[item.index] = images.to_uint8(sr[:, n])
+                if jax.process_count() == 1:  # paste a photo as soon as its faces are done
+                    written += _collect(photos, owners[item.index], restored.pop(item.index), config, out_dir)
+        if jax.process_count() > 1:  # every face to every process; process 0 pastes and writes
+            shape = (int(config.num_seeds), prior_size, prior_size, 3)
+            for position, faces in enumerate(distributed.gather_rows(restored, len(todo), shape)):
+                if main:
+                    written += _collect(photos, owners[position], faces, config, out_dir)
         seconds = time.perf_counter() - start
         log.info("restored %d face(s) of %d photo(s) in %.1f s (%.2f s per face, compilation included)",
                     len(todo), len(photos), seconds, seconds / len(todo))
-    if not written:
+    if not written and main:
         log.warning("nothing to do in %s", config.input_dir)
     return written
