@@ -22,11 +22,9 @@ def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr)
         sys.exit(2)
-    overrides = [name[len("config."):] for name in flags.FLAGS
-                 if name.startswith("config.") and flags.FLAGS[name].present]
-    launch = dict(coordinator_address=flags.FLAGS.coordinator_address, num_processes=flags.FLAGS.num_processes,
-                  process_id=flags.FLAGS.process_id, auto=flags.FLAGS.distributed)
-    sys.exit(sample_lib.main(_CONFIG.value, verbose=_VERBOSE.value, overrides=overrides, launch=launch))
+    overrides = validation.command_line_overrides()
+    sys.exit(sample_lib.main(_CONFIG.value, verbose=_VERBOSE.value, overrides=overrides,
+                             launch=distributed.launch_from_flags()))
 
 
 if __name__ == "__main__":

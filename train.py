@@ -39,8 +39,7 @@ def main(argv):
     logging.getLogger("dpi_jax").setLevel(logging.INFO)
 
     def validated_train():
-        f = flags.FLAGS
-        distributed.initialize(f.coordinator_address, f.num_processes, f.process_id, auto=f.distributed)
+        distributed.initialize(**distributed.launch_from_flags())
         validation.check_training(config)
         stop = train_lib.StopRequest()
         train_lib.train(config, config.workdir, stop=stop, allow_config_change=_ALLOW_CONFIG_CHANGE.value)

@@ -75,6 +75,13 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, au
     return True
 
 
+def launch_from_flags() -> dict:
+    """The arguments of :func:`initialize` given by :func:`define_flags`'s flags."""
+    f = flags.FLAGS
+    return dict(coordinator_address=f.coordinator_address, num_processes=f.num_processes, process_id=f.process_id,
+                auto=f.distributed)
+
+
 def is_main() -> bool:
     """Whether this is process 0, the one that writes what concerns the whole run (grids, tables, metrics)."""
     return jax.process_index() == 0

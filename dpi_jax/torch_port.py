@@ -47,6 +47,11 @@ def load_torch_state_dict(path) -> dict:
     if complex_:
         raise PortError(f"{path}: {len(complex_)} tensor(s) of the state_dict are complex (a port would drop their "
                         f"imaginary part): {', '.join(complex_)}")
+    return finite_arrays(state, path)
+
+
+def finite_arrays(state: dict, path) -> dict:
+    """The tensors of ``state`` as float32 NumPy arrays; a NaN or Inf anywhere is a PortError naming each tensor."""
     arrays = {k: v.detach().float().numpy() for k, v in state.items()}
     bad = [f"{k} ({np.isnan(a).sum()} NaN, {np.isinf(a).sum()} Inf of {a.size})" for k, a in arrays.items()
            if not np.isfinite(a).all()]

@@ -373,6 +373,14 @@ def _fail(message: str, status: int):
     sys.exit(status)
 
 
+def command_line_overrides(prefix: str = "config") -> list[str]:
+    """The dotted config fields set on the command line (``--config.tau=200`` gives ``"tau"``)."""
+    from absl import flags
+
+    start = f"{prefix}."
+    return [name[len(start):] for name in flags.FLAGS if name.startswith(start) and flags.FLAGS[name].present]
+
+
 def one_line(err: BaseException) -> str:
     """The message of ``err`` on one line (a multi-line help text joined with spaces)."""
     text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())

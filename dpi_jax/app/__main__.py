@@ -28,8 +28,7 @@ def main(argv):
         sys.exit(2)
     from dpi_jax import compile_cache, inference, sample_lib
 
-    overrides = [name[len("config."):] for name in flags.FLAGS
-                 if name.startswith("config.") and flags.FLAGS[name].present]
+    overrides = validation.command_line_overrides()
 
     loaded = {}
 

@@ -132,8 +132,7 @@ def main(argv=None):
             return 2
 
         def validated_run():  # the config is checked before any model is loaded
-            distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                                   auto=FLAGS.distributed)
+            distributed.initialize(**distributed.launch_from_flags())
             compile_cache.enable()
             validation.check_sampling(config_holder.value)
             images.check_output_dir(FLAGS.out)

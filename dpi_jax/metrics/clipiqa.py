@@ -47,7 +47,7 @@ from dpi_jax import checkpoint, sharding
 from dpi_jax.images import list_images, read_rgb
 from dpi_jax.metrics.batching import map_batches
 from dpi_jax.metrics.inception import FrozenBatchNorm
-from dpi_jax.torch_port import PortError, fill_params, load_torch_state_dict
+from dpi_jax.torch_port import PortError, fill_params, finite_arrays, load_torch_state_dict
 
 KIND = "clipiqa"
 WEIGHTS_FILE = "RN50.pt"
@@ -353,12 +353,7 @@ def read_clip_state_dict(path) -> dict:
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
     except Exception as err:  # torch raises many types for unreadable archives
         raise PortError(f"{path}: cannot read as a TorchScript archive ({type(err).__name__}: {err})") from err
-    arrays = {k: v.detach().float().numpy() for k, v in state.items()}
-    bad = [f"{k} ({np.isnan(a).sum()} NaN, {np.isinf(a).sum()} Inf of {a.size})" for k, a in arrays.items()
-           if not np.isfinite(a).all()]
-    if bad:
-        raise PortError(f"{path}: non-finite weights in {len(bad)} tensor(s): {', '.join(bad)}")
-    return arrays
+    return finite_arrays(state, path)
 
 
 def save_clipiqa(directory, params, *, overwrite: bool = False) -> Path:
