@@ -6,11 +6,11 @@ the number of processes (``--num_processes`` or ``$JAX_NUM_PROCESSES``) and this
 detect them (TPU pod slices, SLURM). ``jax.devices()`` then lists the devices of all processes, and
 :func:`dpi_jax.sharding.data_mesh` spans them. On CPU the processes talk through gloo.
 
-What each process does in ``sample.py`` (docs/many_hosts.md): all list the inputs (the same sorted list; checked
-with :func:`assert_same`); each decodes and supplies the rows of every batch that its devices hold, and writes the
-outputs of those rows, so every file is written exactly once; grids are gathered (:func:`gather_rows`) and written by
-process 0. A process that dies makes the others fail at their next collective step; a rerun skips the outputs that
-exist.
+What each process does in ``sample.py`` (docs/many_hosts.md): all list the input files (the same sorted list;
+checked with :func:`assert_same`); each decodes only its :func:`share` of them, supplies those inputs as its rows of
+the batches and writes their outputs, so every file is read and written exactly once; grids are gathered
+(:func:`gather_rows`) and written by process 0. A process that dies makes the others fail at their next collective
+step; a rerun skips the outputs that exist.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 
 import jax
 import numpy as np
@@ -98,6 +99,37 @@ def assert_same(values, what: str) -> None:
         multihost_utils.assert_equal(digest, what)
     except AssertionError:
         raise RuntimeError(f"the processes disagree on {what}; every process must see the same inputs") from None
+
+
+def share(count: int) -> slice:
+    """This process's part of a list of ``count`` items that every process lists alike: process p of P takes the
+    contiguous block ``[p * count // P, (p + 1) * count // P)`` (everything in a single-process run)."""
+    p, n = jax.process_index(), jax.process_count()
+    return slice(p * count // n, (p + 1) * count // n)
+
+
+def gather_objects(value) -> list:
+    """Every process's ``value`` (any picklable object), in process order, on every process; every process must
+    call it. ``[value]`` in a single-process run. The bytes travel between the run's own processes only."""
+    if jax.process_count() == 1:
+        return [value]
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(pickle.dumps(value), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.int64(data.size)))
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[:data.size] = data
+    every = np.asarray(multihost_utils.process_allgather(padded))  # (processes, longest)
+    return [pickle.loads(every[q, :int(size)].tobytes()) for q, size in enumerate(sizes)]
+
+
+def counts(count: int) -> list[int]:
+    """Every process's ``count``, in process order, on every process (every process must call it)."""
+    if jax.process_count() == 1:
+        return [int(count)]
+    from jax.experimental import multihost_utils
+
+    return [int(c) for c in np.asarray(multihost_utils.process_allgather(np.int64(count))).reshape(-1)]
 
 
 def gather_rows(rows: dict[int, np.ndarray], count: int, shape: tuple, dtype=np.uint8) -> list[np.ndarray]:

@@ -12,7 +12,8 @@ Randomness (:func:`sample_batches`): seed n of input i uses ``fold_in(fold_in(PR
 an image's result depends neither on the batch size nor on the number of devices or processes, and adding seeds
 keeps the first ones. Batches are padded to ``config.batch_size`` (no larger than the number of inputs, rounded up
 to a multiple of the device count) so that one compilation serves the whole folder, and are split over all devices
-of all processes (:mod:`dpi_jax.sharding`): each process receives the results of its own rows.
+of all processes (:mod:`dpi_jax.sharding`). Over several processes each reads only its share of the inputs
+(:func:`dpi_jax.distributed.share`), supplies them as its rows of the batches and receives their results.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from dpi_jax import checkpoint, diffusion, folders, images, sampler, sharding, validation
+from dpi_jax import checkpoint, diffusion, distributed, folders, images, sampler, sharding, validation
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +175,14 @@ def image_paths(config: ml_collections.ConfigDict) -> list[Path]:
 
 
 def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=None) -> list[Input]:
-    """The inputs of ``config``, as :class:`Input` values.
+    """This process's inputs of ``config``, as :class:`Input` values: all of them in a single-process run.
 
     ``config.input_dir`` is a folder (unreadable files are reported by name and skipped) or ``"synthfaces:<split>"``
     (HR faces ``synthfaces.face(seed, image_size)``, synthetic mode only). ``config.num_images > 0`` keeps the first N
     files (sorted) or seeds. With ``output_dir``, inputs whose first output (``<name>.png``, or ``<name>_s0.png`` for
-    several seeds) exists there are skipped unless ``config.overwrite``.
+    several seeds) exists there are skipped unless ``config.overwrite``. Over several processes every process lists
+    the same files (checked), then decodes only its :func:`dpi_jax.distributed.share` of them; :func:`all_inputs`
+    gives every process all of them.
     """
     num_images = int(config.get("num_images", 0) or 0)
     num_seeds = int(config.get("num_seeds", 1))
@@ -193,36 +196,47 @@ def list_inputs(config: ml_collections.ConfigDict, image_size: int, output_dir=N
             return True
         return False
 
-    inputs = []
     split = synthfaces_split(config.input_dir)
     if split is not None:
         if config.mode != "synthetic":
             raise SetupError(f"input_dir {config.input_dir!r} gives HR faces: it needs config.mode='synthetic', "
                              f"not {config.mode!r}")
         from dpi_jax.demo import synthfaces  # only this input source needs it
-        for index, seed in enumerate(synthfaces.split_seeds(split, num_images or SYNTHFACES_DEFAULT_COUNT)):
-            name = f"{split}_{seed}"
-            if not done(name):
-                hr = np.asarray(synthfaces.face(int(seed), image_size), np.uint8)
-                inputs.append(Input(name, *prepare_image(hr, config, image_size, name), index))
-        return inputs
 
-    paths = image_paths(config)
-    skipped = 0
-    for index, (path, name) in enumerate(zip(paths, folders.unique_names(paths), strict=True)):
-        if done(name):
-            skipped += 1
-            continue
+        def prepare(seed, name):
+            return prepare_image(np.asarray(synthfaces.face(int(seed), image_size), np.uint8), config, image_size, name)
+
+        sources = [(f"{split}_{seed}", seed) for seed in synthfaces.split_seeds(split, num_images or
+                                                                                SYNTHFACES_DEFAULT_COUNT)]
+    else:
+        def prepare(path, name):
+            return prepare_input(path, config, image_size)
+
+        paths = image_paths(config)
+        sources = list(zip(folders.unique_names(paths), paths, strict=True))
+    candidates = [(index, name, source) for index, (name, source) in enumerate(sources) if not done(name)]
+    names = [name for _, name, _ in candidates]
+    distributed.assert_same(names, "the inputs (every process must list the same files)")
+    inputs = []
+    for index, name, source in candidates[distributed.share(len(candidates))]:
         try:
-            inputs.append(Input(name, *prepare_input(path, config, image_size), index))
+            inputs.append(Input(name, *prepare(source, name), index))
         except images.ImageReadError as err:
             log.error("skipped %s", err)
         except Exception as err:  # any failure to prepare one file skips that file, by name; the run goes on
-            log.error("skipped %s: cannot prepare it (%s: %s)", path, type(err).__name__, err)
-    if not inputs and not skipped:
-        raise SetupError(f"input_dir {config.input_dir}: none of its {len(paths)} image file(s) could be read "
+            log.error("skipped %s: cannot prepare it (%s: %s)", source, type(err).__name__, err)
+    if jax.process_count() > 1:
+        log.info("process %d: read %d of the %d inputs", jax.process_index(), len(inputs), len(candidates))
+    if candidates and len(candidates) == len(sources) and not sum(distributed.counts(len(inputs))):
+        raise SetupError(f"input_dir {config.input_dir}: none of its {len(candidates)} image file(s) could be read "
                          "(each is named above)")
     return inputs
+
+
+def all_inputs(local: list[Input]) -> list[Input]:
+    """Every process's inputs (:func:`list_inputs`), in input order, on every process (every process must call it;
+    ``local`` itself in a single-process run)."""
+    return [item for part in distributed.gather_objects(list(local)) for item in part]
 
 
 def image_keys(seed: int, indices, num_seeds: int) -> np.ndarray:
@@ -264,10 +278,11 @@ class StepBar:
 def sample_batches(todo: list[Input], config: ml_collections.ConfigDict, prior, prior_params, crt=None,
                    crt_params=None, *, overrides: dict | None = None, progress: bool = True, desc: str = "DPI",
                    leave: bool = True):
-    """Run DPI on ``todo`` (inputs of :func:`list_inputs`, the same list in every process) in batches of
-    ``config.batch_size``; yields ``(batch, sr)`` with ``sr`` (num_seeds, len(batch), H, W, 3) float in [-1, 1], for
-    the inputs of this process (all of them in a single-process run). ``overrides`` replace fields of the config's
-    :class:`~dpi_jax.sampler.Settings` (tau/omega in timestep units, as in the config; a ``k`` other than the
+    """Run DPI on ``todo`` (this process's inputs of :func:`list_inputs`: all of them in a single-process run) in
+    batches of ``config.batch_size``; yields ``(batch, sr)``: inputs of ``todo`` and their results, ``sr`` (num_seeds,
+    len(batch), H, W, 3) float in [-1, 1]. Over several processes each supplies its own inputs as its rows of every
+    batch (padded where it has fewer than the others) and receives their results. ``overrides`` replace fields of the
+    config's :class:`~dpi_jax.sampler.Settings` (tau/omega in timestep units, as in the config; a ``k`` other than the
     config's remakes I_L^bc from the LR); ``crt=None`` samples without the corrector. Seed n of input i uses
     ``fold_in(fold_in(PRNGKey(config.seed), i), n)`` whatever the settings, so that settings are compared on the
     same noise. ``progress`` shows a bar over the batches and one over the sampler's steps (one log line per batch
@@ -280,37 +295,48 @@ def sample_batches(todo: list[Input], config: ml_collections.ConfigDict, prior, 
         lambda item: images.condition_from_lr(item.lr, prior.image_size, settings.k))
     num_seeds = int(config.num_seeds)
     mesh = sharding.data_mesh()
-    check_memory(config, prior.image_size, len(todo))
-    batch_size = effective_batch_size(config.batch_size, len(todo), mesh.size)
+    counts = distributed.counts(len(todo))  # every process's number of inputs
+    check_memory(config, prior.image_size, sum(counts))
+    batch_size = effective_batch_size(config.batch_size, sum(counts), mesh.size)
     rows = sharding.process_rows(batch_size, mesh)
+    per_process = [batch_size // mesh.size * sum(d.process_index == q for d in mesh.devices.flat)
+                   for q in range(len(counts))]
+    num_batches = max(-(-c // r) for c, r in zip(counts, per_process, strict=True))
+    local_rows = rows.stop - rows.start
+    # The global batches' input indices (every process's rows, padded with its last index or 0): the random keys.
+    indices = distributed.gather_objects([item.index for item in todo])
+    padded_indices = [(part + [part[-1] if part else 0] * (num_batches * r - len(part)))
+                      for part, r in zip(indices, per_process, strict=True)]
+    blank = np.zeros((prior.image_size, prior.image_size, 3), np.uint8)  # a process's rows beyond its inputs
     nets = sharding.replicate(sampler.Networks(prior, prior_params, crt, crt_params if crt is not None else None),
                               mesh)
-    batches = [todo[j:j + batch_size] for j in range(0, len(todo), batch_size)]
     chunk = int(config.seed_chunk) or num_seeds
     passes = -(-num_seeds // chunk)
     report_every = max(1, schedule.num_steps // REPORTS_PER_RUN) if progress else 0
     shown = progress and jax.process_index() == 0
-    steps = StepBar(schedule.num_steps, len(batches) * passes, progress, desc)
+    steps = StepBar(schedule.num_steps, num_batches * passes, progress, desc)
     try:
         with sampler.watch_steps(steps.on_step):
-            for j, batch in enumerate(tqdm(batches, desc=desc, unit="batch", leave=leave,
-                                           disable=not (shown and sys.stderr.isatty()))):
+            for j in tqdm(range(num_batches), desc=desc, unit="batch", leave=leave,
+                          disable=not (shown and sys.stderr.isatty())):
                 start = time.perf_counter()
-                padded = batch + [batch[-1]] * (batch_size - len(batch))
-                local = padded[rows]
-                cond = sharding.global_batch(np.stack([images.to_model(condition(item)) for item in local]), mesh)
-                keys = sharding.replicate(image_keys(config.seed, [item.index for item in padded], num_seeds), mesh)
-                sr = sampler.sample_seeds(keys, cond, nets, schedule, settings, chunk_size=config.seed_chunk or None,
-                                          report_every=report_every)
-                mine = [n for n in range(rows.start, rows.stop) if n < len(batch)]
-                sr_local = sharding.local_rows(sr, rows, axis=1)[:, : len(mine)]  # (seeds, mine, H, W, 3)
+                batch = todo[j * local_rows:(j + 1) * local_rows]
+                local = [condition(item) for item in batch] + [batch[-1].condition if batch else blank] * (
+                    local_rows - len(batch))
+                cond = sharding.global_batch(np.stack([images.to_model(c) for c in local]), mesh)
+                keys = image_keys(config.seed, [i for part, r in zip(padded_indices, per_process, strict=True)
+                                                for i in part[j * r:(j + 1) * r]], num_seeds)
+                sr = sampler.sample_seeds(sharding.replicate(keys, mesh), cond, nets, schedule, settings,
+                                          chunk_size=config.seed_chunk or None, report_every=report_every)
+                sr_local = sharding.local_rows(sr, rows, axis=1)[:, :len(batch)]  # (seeds, len(batch), H, W, 3)
                 if report_every:
                     jax.effects_barrier()  # the batch's last step reports have reached the bar
                     steps.end_pass()
                 if shown and not sys.stderr.isatty():
-                    log.info("%s: batch %d/%d (%d image(s) x %d seed(s)) in %.1f s", desc, j + 1, len(batches),
-                             len(batch), num_seeds, time.perf_counter() - start)
-                yield [batch[n] for n in mine], sr_local
+                    log.info("%s: batch %d/%d (%d image(s) x %d seed(s)) in %.1f s", desc, j + 1, num_batches,
+                             sum(min(max(c - j * r, 0), r) for c, r in zip(counts, per_process, strict=True)),
+                             num_seeds, time.perf_counter() - start)
+                yield batch, sr_local
     finally:
         steps.close()
 

@@ -8,8 +8,8 @@ truth (synthetic mode). Existing files are never overwritten unless ``config.ove
 exists is skipped, and a new grid goes to ``grid-N.png``. The output folder is locked for the run
 (:func:`dpi_jax.folders.locked`) and may not be the input folder.
 
-Several processes (:mod:`dpi_jax.distributed`, docs/many_hosts.md): each writes the images of its own rows of every
-batch; process 0 locks the output folder and writes the grids, gathered from all.
+Several processes (:mod:`dpi_jax.distributed`, docs/many_hosts.md): each reads its share of the inputs and writes
+their images; process 0 locks the output folder and writes the grids, gathered from all.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import contextlib
 import logging
 from pathlib import Path
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -124,17 +125,18 @@ def run_one(config: ml_collections.ConfigDict) -> tuple[list[Path], list]:
 def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path, image_size: int) -> tuple[list[Path], list]:
     diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early
     num_seeds = int(config.num_seeds)
-    todo = list_inputs(config, image_size, out_dir)
-    distributed.assert_same([item.name for item in todo], "the inputs to sample")
-    if not todo:
+    todo = list_inputs(config, image_size, out_dir)  # this process's share
+    counts = distributed.counts(len(todo))
+    if not sum(counts):
         log.warning("nothing to do in %s: every input's output exists in %s", config.input_dir, out_dir)
         return [], []
-    check_memory(config, image_size, len(todo))  # before any parameter is read
+    check_memory(config, image_size, sum(counts))  # before any parameter is read
     prior, prior_params, crt, crt_params = load_models(config, checked=True)  # run_one checked them
     out_dir.mkdir(parents=True, exist_ok=True)
 
     written, rows = [], {}
-    position = {item.name: p for p, item in enumerate(todo)}
+    first = sum(counts[:jax.process_index()])  # the place of this process's first input among all
+    position = {item.name: first + p for p, item in enumerate(todo)}
     for batch, sr in sample_batches(todo, config, prior, prior_params, crt, crt_params,
                                     progress=bool(config.get("progress", True))):
         for n, item in enumerate(batch):

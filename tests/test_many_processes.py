@@ -1,9 +1,8 @@
-"""One sample.py run, and one evaluation, over two processes (jax.distributed on local CPU processes, gloo) against
-one process.
-
-Each process holds one CPU device: the global batch of 4 is split 2 + 2, each process writes the images of its own
-rows and process 0 the grids. The images must equal the one-process run's (up to 1 of 255 on a few pixels: the
-float results agree within ~5e-6, and a value that close to a rounding boundary may round either way)."""
+"""One sample.py run, and one evaluation, over two processes (jax.distributed on local CPU processes, gloo) against one
+process. Each process holds one CPU device: the global batch of 4 is split 2 + 2, each process reads and writes the
+images of its own share of the inputs and process 0 the grids. The images must equal the one-process run's (up to 1
+of 255 on a few pixels: the float results agree within ~5e-6, and a value that close to a rounding boundary may round
+either way)."""
 
 import os
 import socket
@@ -40,15 +39,31 @@ def _launch(command: list[str], num_processes: int) -> list[str]:
     return logs
 
 
-def _sample(out: Path, num_processes: int) -> list[str]:
-    return _launch(["sample.py", f"--config.output_dir={out}", *ARGS], num_processes)
+def _faces_folder(folder: Path) -> Path:
+    """Five files f0 ... f4, f1 corrupt: over 2 processes, process 0 reads f0 and f1 (one usable face), process 1
+    f2, f3 and f4 (three)."""
+    from dpi_jax.demo import synthfaces
+
+    folder.mkdir()
+    for n in range(5):
+        Image.fromarray(np.asarray(synthfaces.face(1_000_000 + n, 64), np.uint8)).save(folder / f"f{n}.png")
+    (folder / "f1.png").write_bytes(b"not a png")
+    return folder
+
+
+def _sample(inputs: Path, out: Path, num_processes: int) -> list[str]:
+    return _launch(["sample.py", f"--config.input_dir={inputs}", "--config.num_images=0",
+                    f"--config.output_dir={out}", *ARGS], num_processes)
 
 
 @pytest.mark.slow
 def test_two_processes_write_what_one_process_writes(tmp_path):
+    """Each process reads only its share of the files: process 0 has one usable face, process 1 three, so the global
+    batch of 4 (2 rows each) runs twice, process 0 supplying blank rows the second time."""
+    inputs = _faces_folder(tmp_path / "faces")
     one, two = tmp_path / "one", tmp_path / "two"
-    _sample(one, 1)
-    logs = _sample(two, 2)
+    _sample(inputs, one, 1)
+    logs = _sample(inputs, two, 2)
     files = sorted(p.relative_to(one) for p in one.rglob("*.png"))
     assert sorted(p.relative_to(two) for p in two.rglob("*.png")) == files
     assert len(files) == 2 * (4 * 4 + 1) + 1  # per run: 4 faces x (3 seeds + std) and a grid; the demo's grid
@@ -56,10 +71,13 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
         a = np.asarray(Image.open(one / rel), np.int16)
         b = np.asarray(Image.open(two / rel), np.int16)
         assert a.shape == b.shape and np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3, rel
-    # Each process wrote its own half of each run's images (2 faces x 4 files); only process 0 wrote the grids.
+    # Each process read and wrote its own faces; only process 0 wrote the grids.
+    for log, read, images in zip(logs, (1, 3), (4, 12), strict=True):
+        assert f"read {read} of the 5 inputs" in log, log[-2000:]
+        for run in ("x4", "x8"):
+            assert f"wrote {images} images in {two / run}\n" in log, log[-2000:]
+    assert "f1.png" in logs[0] and "f1.png" not in logs[1]  # the corrupt file, read (and named) by its reader alone
     for run in ("x4", "x8"):
-        for log in logs:
-            assert f"wrote 8 images in {two / run}\n" in log, log[-2000:]
         assert f"wrote {two / run / 'grid.png'}" in logs[0] and "grid.png" not in logs[1]
 
 
@@ -156,9 +174,9 @@ def test_training_over_two_processes_gives_one_process_parameters(tmp_path):
 
 @pytest.mark.slow
 def test_photo_mode_over_two_processes_writes_what_one_process_writes(tmp_path):
-    """Photo mode over 2 processes: each restores its faces (here one of the two), every face reaches process 0,
-    which pastes and writes every file; the files equal a 1-process run's (a face 1/255 apart may move a pasted
-    pixel by as much after the blend)."""
+    """Photo mode over 2 processes: each reads, restores and writes its own photos (process 0 the one without a face,
+    supplying blank rows, process 1 the one with two); the files equal a 1-process run's (a face 1/255 apart may move
+    a pasted pixel by as much after the blend)."""
     from skimage import data as skimage_data
 
     photos = tmp_path / "photos"

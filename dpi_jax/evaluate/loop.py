@@ -25,7 +25,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
       metrics: names of :data:`dpi_jax.evaluate.measures.CHOICES` (already parsed).
       networks: the metric networks ``metrics`` needs (:meth:`MetricNetworks.load`); none for pixel metrics.
       models: ``(prior, prior_params, crt, crt_params)`` as from ``inference.load_models(config)`` (loaded when None).
-      inputs: items of ``inference.list_inputs`` (listed from the config when None).
+      inputs: this process's items of ``inference.list_inputs`` (listed from the config when None).
     Returns:
       rows: dicts with ``setting``, ``tau``/``s``/``omega``/``crt`` (None for bicubic), ``swept``/``value``,
       ``num_images``, ``num_seeds``, each metric column with ``<column>_std``, ``per_image`` ({input name:
@@ -36,16 +36,17 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
     networks = networks or MetricNetworks()
     prior, prior_params, crt, crt_params = models if models is not None else inference.load_models(config)
     image_size = prior.image_size
-    todo = list(inputs) if inputs is not None else inference.list_inputs(config, image_size)
-    if not todo:
+    todo = list(inputs) if inputs is not None else inference.list_inputs(config, image_size)  # this process's
+    every = inference.all_inputs(todo)  # all processes' inputs (todo itself in one process)
+    if not every:
         raise inference.SetupError(f"no usable inputs in {config.input_dir}")
     if any(s.crt for s in settings) and crt is None:
         raise inference.SetupError("a setting asks for the CRT but config.crt_checkpoint is empty")
     has_gt = config.mode == "synthetic"
-    gt_all = np.stack([item.gt for item in todo]) if has_gt else None
+    gt_all = np.stack([item.gt for item in every]) if has_gt else None
     set_fid_reference(networks, gt_all, progress)
     scale, num_seeds = int(config.scale), int(config.num_seeds)
-    names = [item.name for item in todo]
+    names = [item.name for item in every]
     position = {name: p for p, name in enumerate(names)}
     grid_shape = (2 + min(num_seeds, inference.GRID_SEEDS) + has_gt, image_size, image_size, 3)
     rows = []
@@ -55,7 +56,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
         batches = inference.sample_batches(
             todo, config, prior, prior_params, crt if setting.crt else None, crt_params,
             overrides=setting.overrides(), progress=progress, desc=setting.name, leave=False)
-        for batch, sr in batches:  # in a run over several processes, the inputs of this process's rows
+        for batch, sr in batches:  # in a run over several processes, this process's inputs
             if not batch:
                 continue
             sr = images.to_uint8(sr)  # (S, B, H, W, 3), as it would be saved
@@ -66,7 +67,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
                 if position[item.name] < config.grid_rows:
                     grid[position[item.name]] = np.stack(
                         inference.grid_row(item.lr, sr[:, n], image_size, gt=item.gt))
-        measured.gather(len(todo), (image_size, image_size, 3))  # all inputs' values, in every process
+        measured.gather(len(every), (image_size, image_size, 3))  # all inputs' values, in every process
         grid = distributed.gather_rows(grid, int(config.grid_rows), grid_shape)
         row = dict(setting.as_dict(), setting=setting.name, num_images=len(names), num_seeds=num_seeds)
         del row["name"]
@@ -75,7 +76,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
         row["shown"] = np.concatenate(measured.first_seed)[: config.grid_rows]
         rows.append(row)
 
-    lr = np.stack([item.lr for item in todo])
+    lr = np.stack([item.lr for item in every])
     bicubic = np.stack([images.resize(x, image_size) for x in lr])
     measured = Accumulator(metrics, networks, scale)
     measured.add(bicubic[None], lr, gt_all)

@@ -160,7 +160,6 @@ def run(config: ml_collections.ConfigDict, *, checked: bool = False) -> list[Pat
     """Restore the faces of every photo in ``config.input_dir``; returns the paths written. ``checked``: the
     checkpoints have been checked already (:func:`dpi_jax.inference.model_configs`)."""
     prior, prior_params, crt, crt_params = inference.load_models(config, checked=checked)
-    main = distributed.is_main()  # several processes: each restores its rows of the batches, process 0 writes
     prior_size = prior.image_size
     if prior_size % config.scale:
         raise inference.SetupError(f"config.scale={config.scale} does not divide the prior's size {prior_size}")
@@ -172,8 +171,10 @@ def run(config: ml_collections.ConfigDict, *, checked: bool = False) -> list[Pat
 
     paths = inference.image_paths(config)
     names = folders.unique_names(paths, derived=DERIVED_NAMES)  # x_compare.jpg may not be photo x's comparison
+    distributed.assert_same(names, "the photos (every process must list the same files)")
+    share = distributed.share(len(paths))  # several processes: each reads, restores and writes its own photos
     photos, todo, owners, written = [], [], [], []
-    for path, stem in zip(paths, names, strict=True):
+    for path, stem in zip(paths[share], names[share], strict=True):
         if (out_dir / f"{stem}.png").exists() and not config.overwrite:
             log.warning("%s exists: skipped (set --config.overwrite=True to replace it)", out_dir / f"{stem}.png")
             continue
@@ -186,37 +187,30 @@ def run(config: ml_collections.ConfigDict, *, checked: bool = False) -> list[Pat
         photo = Photo(stem, image, [])
         if not faces:
             log.warning("%s: no face found; the photo is only upscaled", path)
-            written += finish(photo, config, out_dir) if main else []
+            written += finish(photo, config, out_dir)
             continue
         log.info("%s: %d face(s)", path, len(faces))
         for i, face in enumerate(faces):
             name = f"{stem}_face{i}"
             lr, transform = face_input(image, face.landmarks, prior_size, lr_size, f"{path}, face {i}")
-            if main:
-                written.append(images.save_png(out_dir / f"{name}_lr.png", lr))
+            written.append(images.save_png(out_dir / f"{name}_lr.png", lr))
             photo.transforms.append(transform)
             todo.append(inference.Input(name, lr, images.condition_from_lr(lr, prior_size, config.k), None, len(todo)))
             owners.append((len(photos), i))
         photos.append(photo)
 
-    distributed.assert_same([item.name for item in todo], "the faces to restore")
-    if todo:
+    counts = distributed.counts(len(todo))  # every process's number of faces
+    first = sum(counts[:jax.process_index()])  # a face's random draws derive from its place among all faces
+    todo = [item._replace(index=first + item.index) for item in todo]
+    if sum(counts):
         start = time.perf_counter()
-        restored = {}  # this process's faces (all of them in one process), by their place in todo
         for batch, sr in inference.sample_batches(todo, config, prior, prior_params, crt, crt_params,
                                                   progress=bool(config.get("progress", True))):
-            for n, item in enumerate(batch):
-                restored[item.index] = images.to_uint8(sr[:, n])
-                if jax.process_count() == 1:  # paste a photo as soon as its faces are done
-                    written += _collect(photos, owners[item.index], restored.pop(item.index), config, out_dir)
-        if jax.process_count() > 1:  # every face to every process; process 0 pastes and writes
-            shape = (int(config.num_seeds), prior_size, prior_size, 3)
-            for position, faces in enumerate(distributed.gather_rows(restored, len(todo), shape)):
-                if main:
-                    written += _collect(photos, owners[position], faces, config, out_dir)
+            for n, item in enumerate(batch):  # paste a photo as soon as its faces are done
+                written += _collect(photos, owners[item.index - first], images.to_uint8(sr[:, n]), config, out_dir)
         seconds = time.perf_counter() - start
-        log.info("restored %d face(s) of %d photo(s) in %.1f s (%.2f s per face, compilation included)",
-                    len(todo), len(photos), seconds, seconds / len(todo))
-    if not written and main:
+        log.info("restored %d face(s) in %.1f s (%.2f s per face, compilation included)", len(todo), seconds,
+                 seconds / max(len(todo), 1))
+    if not sum(distributed.counts(len(written))):
         log.warning("nothing to do in %s", config.input_dir)
     return written
