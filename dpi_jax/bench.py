@@ -42,6 +42,7 @@ from absl import app, flags
 from tqdm import tqdm
 
 from dpi_jax import compile_cache, diffusion, inference, sampler, validation
+from dpi_jax.errors import InputError
 from dpi_jax.models import ADM, CRT, CRT_256, FFHQ_10M
 
 _CONFIG = validation.define_config_file("config", "configs/x8.py", "Sampling config (tau, s, omega, k).")
@@ -274,7 +275,7 @@ def side_by_side(reference: str, batch: int, steps: int, repeats: int, tiny: boo
     from dpi_jax import port
 
     if steps < 2:
-        raise ValueError(f"--steps = {steps}: the side-by-side needs at least 2 steps")
+        raise InputError(f"--steps = {steps}: the side-by-side needs at least 2 steps")
     torch, script_util = _import_reference(reference)
     if tiny:
         prior_cfg, crt_cfg = _torch_config(TINY_PRIOR), _torch_config(TINY_CRT)

@@ -34,16 +34,13 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dpi_jax.errors import CheckpointError
 from dpi_jax.models import abstract_params, make_model, model_kwargs
 
 MODEL_FILE = "model.json"
 PARAMS_DIR = "params"
 KIND_NAMES = {"adm": "an adm (prior)", "crt": "a crt (corrector)"}
 _TMP, _OLD = ".tmp-", ".old-"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that exists but cannot be used: another kind, parameters that do not fit, or damaged files."""
 
 
 def json_config(config: dict) -> dict:
@@ -96,7 +93,7 @@ def load_network(directory, kind: str, label: str, abstract: Callable[[], Any], 
 
     def target(meta):
         if meta["kind"] != kind:
-            raise ValueError(f"{directory} holds a {meta['kind']!r} checkpoint, not {label} ({kind!r})")
+            raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint, not {label} ({kind!r})")
         return abstract()
 
     return read_checkpoint(directory, target)[1]

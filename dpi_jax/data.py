@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from dpi_jax import degrade, images, sharding
+from dpi_jax.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class FolderSource:
             except images.ImageReadError as err:
                 self._bad.add(i)
                 log.warning("skipped unreadable image (the next readable one is used instead): %s", err)
-        raise ValueError(f"no readable image under {self.root}")
+        raise InputError(f"no readable image under {self.root}")
 
 
 class TFDSSource:
@@ -107,7 +108,7 @@ class SynthSource:
 
     def __init__(self, split: str, size: int, count: int = 0):
         if split not in ("train", "heldout"):
-            raise ValueError(f"synthetic split must be 'train' or 'heldout', not {split!r}")
+            raise InputError(f"synthetic split must be 'train' or 'heldout', not {split!r}")
         from dpi_jax.demo import synthfaces
 
         self.size, self._face = int(size), synthfaces.face
@@ -133,7 +134,7 @@ def make_source(config: ml_collections.ConfigDict, size: int, split: str = "trai
         return TFDSSource(config.tfds_name, config.tfds_split if split == "train" else config.tfds_heldout_split, size,
                           data_dir=config.get("data_dir") or None, manual_dir=config.get("manual_dir") or None,
                           image_key=config.get("image_key", "image"))
-    raise ValueError(f"unknown data source {config.source!r}: expected 'synthetic', 'folder' or 'tfds'")
+    raise InputError(f"unknown data source {config.source!r}: expected 'synthetic', 'folder' or 'tfds'")
 
 
 @functools.lru_cache(maxsize=4)
@@ -154,7 +155,7 @@ def lr_of(hr: np.ndarray, scale: int, degradation: str, seed: int, position: int
     if degradation == "bicubic":
         return degrade.bicubic(hr, scale)
     if degradation not in degrade.PRESETS:
-        raise ValueError(f"unknown degradation {degradation!r}: 'bicubic' or one of {sorted(degrade.PRESETS)}")
+        raise InputError(f"unknown degradation {degradation!r}: 'bicubic' or one of {sorted(degrade.PRESETS)}")
     return degrade.degrade(hr, seed, position, degrade.PRESETS[degradation])
 
 

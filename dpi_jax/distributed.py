@@ -24,6 +24,8 @@ import jax
 import numpy as np
 from absl import flags
 
+from dpi_jax.errors import SetupError
+
 log = logging.getLogger(__name__)
 
 ENV_ADDRESS, ENV_COUNT, ENV_ID = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"
@@ -46,15 +48,15 @@ def launch_settings(coordinator_address=None, num_processes=None, process_id=Non
     pid = process_id if process_id is not None else os.environ.get(ENV_ID)
     if not address:
         if count is not None or pid is not None:
-            raise ValueError(f"--num_processes/--process_id need --coordinator_address (or ${ENV_ADDRESS})")
+            raise SetupError(f"--num_processes/--process_id need --coordinator_address (or ${ENV_ADDRESS})")
         return None
     try:
         count, pid = int(count), int(pid)
     except (TypeError, ValueError):
-        raise ValueError(f"a multi-process run needs --num_processes and --process_id (or ${ENV_COUNT} and "
+        raise SetupError(f"a multi-process run needs --num_processes and --process_id (or ${ENV_COUNT} and "
                          f"${ENV_ID}) as integers; got {count!r} and {pid!r}") from None
     if count < 1 or not 0 <= pid < count:
-        raise ValueError(f"process_id {pid} must be in 0 ... num_processes - 1 = {count - 1}")
+        raise SetupError(f"process_id {pid} must be in 0 ... num_processes - 1 = {count - 1}")
     return dict(coordinator_address=address, num_processes=count, process_id=pid)
 
 
@@ -67,7 +69,7 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, au
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes; no effect on GPU/TPU
     jax.distributed.initialize(**(settings or {}))
     if jax.default_backend() == "cpu" and jax.local_device_count() > 1:
-        raise ValueError(
+        raise SetupError(
             f"a multi-process CPU run needs one CPU device per process, not {jax.local_device_count()} "
             "(XLA_FLAGS=--xla_force_host_platform_device_count): with two per process, jax 0.10.2 gave wrong "
             "pixels, differing from run to run, for the 64x64 demo models (docs/many_hosts.md)")
@@ -98,7 +100,7 @@ def assert_same(values, what: str) -> None:
     try:
         multihost_utils.assert_equal(digest, what)
     except AssertionError:
-        raise RuntimeError(f"the processes disagree on {what}; every process must see the same inputs") from None
+        raise SetupError(f"the processes disagree on {what}; every process must see the same inputs") from None
 
 
 def share(count: int) -> slice:

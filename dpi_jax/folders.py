@@ -18,12 +18,9 @@ import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from dpi_jax.errors import FolderError
+
 log = logging.getLogger(__name__)
-
-
-class FolderError(OSError):
-    """A folder that cannot be used as asked (another run holds it, names collide, inputs would be replaced); a
-    setup error of the command line (exit status 2)."""
 
 
 @contextlib.contextmanager

@@ -22,6 +22,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from dpi_jax.errors import ImageReadError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")  # a GIF: its first frame
 # The largest input read, in pixels (width x height): 50 megapixels, far above any face photo. Bigger files (e.g. a
 # 20000x20000 scan, or a "decompression bomb" whose header claims a huge size) are skipped by name instead of
@@ -31,10 +33,6 @@ MAX_IMAGE_PIXELS = 50_000_000
 _PIL_LIMIT_LOCK = threading.Lock()
 _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) and put back at once
 os.umask(_UMASK)
-
-
-class ImageReadError(ValueError):
-    """An input image that cannot be used; the message names the file and the problem."""
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:

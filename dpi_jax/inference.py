@@ -32,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dpi_jax import checkpoint, diffusion, distributed, folders, images, sampler, sharding, validation
+from dpi_jax.errors import SetupError
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ class Input(NamedTuple):
     condition: np.ndarray  # I_L^bc, the LR resized bicubically to the condition grid, uint8
     gt: np.ndarray | None  # the HR face in synthetic mode, else None
     index: int  # the place in the sorted input list: the image's random draws derive from it
-
-
-class SetupError(RuntimeError):
-    """A missing checkpoint or folder, with instructions; sample.py prints it and exits non-zero."""
 
 
 def model_configs(config: ml_collections.ConfigDict) -> tuple[dict, dict]:

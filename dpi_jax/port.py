@@ -66,9 +66,9 @@ def read_config_file(path) -> dict:
         namespace = runpy.run_path(str(path))
         config = namespace["get_config"]() if "get_config" in namespace else namespace.get("CONFIG")
         if config is None:
-            raise ValueError(f"{path} defines neither get_config() nor CONFIG")
+            raise PortError(f"{path} defines neither get_config() nor CONFIG")
         return dict(config)
-    raise ValueError(f"{path}: a model config must be a .json or .py file")
+    raise PortError(f"{path}: a model config must be a .json or .py file")
 
 
 def main(argv=None) -> int:

@@ -198,4 +198,4 @@ def main(config: ml_collections.ConfigDict, verbose: bool = False, overrides=(),
                 raise validation.ConfigError([f"{p} (in run {name})" for p in err.problems]) from None
         run(config, runs)
 
-    return validation.run_cli(validated_run, verbose=verbose, setup_errors=(SetupError,))
+    return validation.run_cli(validated_run, verbose=verbose)

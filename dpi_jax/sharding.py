@@ -19,6 +19,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from dpi_jax.errors import InputError
+
 DATA_AXIS = "data"
 
 
@@ -42,7 +44,7 @@ def process_rows(batch_size: int, mesh: Mesh) -> slice:
     ``jax.devices()`` does, so that the rows are contiguous."""
     n = mesh.devices.size
     if batch_size % n:
-        raise ValueError(f"a batch of {batch_size} does not split over {n} devices")
+        raise InputError(f"a batch of {batch_size} does not split over {n} devices")
     per_device = batch_size // n
     mine = [k for k, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
     if mine != list(range(mine[0], mine[-1] + 1)):
@@ -85,7 +87,7 @@ def shard_batch(tree, mesh: Mesh, axis: int = 0):
 
     def put(x):
         if x.shape[axis] % n:
-            raise ValueError(f"batch axis {axis} of size {x.shape[axis]} does not split over {n} devices; "
+            raise InputError(f"batch axis {axis} of size {x.shape[axis]} does not split over {n} devices; "
                              f"use a batch size that is a multiple of {n}")
         spec = PartitionSpec(*([None] * axis + [DATA_AXIS]))
         return jax.device_put(x, NamedSharding(mesh, spec))

@@ -14,11 +14,9 @@ from pathlib import Path
 import numpy as np
 from flax.traverse_util import unflatten_dict
 
+from dpi_jax.errors import PortError
+
 LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias"}
-
-
-class PortError(ValueError):
-    """A state_dict that does not fit the model; the message lists every problem."""
 
 
 def load_torch_state_dict(path) -> dict:

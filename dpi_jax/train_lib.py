@@ -57,6 +57,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from dpi_jax import checkpoint, data, diffusion, distributed, folders, images, sharding, tasks
+from dpi_jax.errors import ConfigChangedError, InputError
 from dpi_jax.models import abstract_params, count_params, make_model
 
 INIT_FOLD = 2**31 - 1  # the parameters' initialisation key: fold_in(PRNGKey(seed), INIT_FOLD); steps use 0, 1, ...
@@ -68,11 +69,6 @@ CONFIG_FILE = "config.json"
 HARMLESS_CHANGES = frozenset({
     "workdir", "num_steps", "log_every", "eval_every", "eval_images", "sample_images", "sample_respacing", "var_type",
     "checkpoint_every", "keep_checkpoints", "data.workers", "data.data_dir", "data.manual_dir", "allow_config_change"})
-
-
-class ConfigChangedError(ValueError):
-    """A rerun in a workdir whose config.json differs from the config in fields that change what is trained."""
-
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -92,7 +88,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     if config.optim.schedule == "constant":
         return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)],
                                     [warmup])
-    raise ValueError(f"unknown learning-rate schedule {config.optim.schedule!r}: 'cosine' or 'constant'")
+    raise InputError(f"unknown learning-rate schedule {config.optim.schedule!r}: 'cosine' or 'constant'")
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -318,7 +314,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: Path, *, stop_afte
     model, schedule, optimizer = build_model(config), make_schedule(config), make_optimizer(config)
     mesh = sharding.data_mesh()
     if config.batch_size % mesh.size:
-        raise ValueError(f"batch_size {config.batch_size} does not split over {mesh.size} devices")
+        raise InputError(f"batch_size {config.batch_size} does not split over {mesh.size} devices")
 
     options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
     with ocp.CheckpointManager((workdir / "checkpoints").resolve(), options=options) as manager:

@@ -27,6 +27,8 @@ from typing import Callable, Iterable
 
 import ml_collections
 
+from dpi_jax.errors import ConfigError, DPIError
+
 SAMPLE_MODES = ("synthetic", "real", "photo")
 DTYPES = ("float32", "bfloat16")
 DATA_SOURCES = ("synthetic", "folder", "tfds")
@@ -36,16 +38,8 @@ MODEL_KINDS = ("crt", "adm")
 MAX_SEED = 2**32 - 1  # jax.random.PRNGKey keeps 32 bits of a seed without jax_enable_x64: 2**32 would equal 0
 SEED_NOTE = " (a 32-bit PRNG seed)"
 MAX_UPSCALE = 16.0  # photo mode's background upscale
-# Errors that mean "the setup is wrong" (exit status 2); the callers add their own (e.g. sample_lib.SetupError).
-SETUP_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError)
-
-
-class ConfigError(ValueError):
-    """One or more invalid config fields; ``problems`` holds one message per field."""
-
-    def __init__(self, problems: Iterable[str]):
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
+# What a tool reports as "error: <message>" with exit status 2 (dpi_jax.errors); anything else is a bug: traceback, 1.
+SETUP_ERRORS: tuple[type[BaseException], ...] = (DPIError, OSError)
 
 
 class _Checker:
@@ -458,12 +452,12 @@ def _after_error(status: int) -> int:
     return status
 
 
-def run_cli(fn: Callable[[], object], *, verbose: bool = False,
-            setup_errors: tuple[type[BaseException], ...] = ()) -> int:
-    """Run ``fn()`` for a command-line tool and return its exit status: 0; 2 with ``error: <message>`` on stderr for a
-    setup error (:data:`SETUP_ERRORS` or ``setup_errors``); 1 with ``error: <type>: <message>`` for anything else.
-    Ctrl-C prints ``error: interrupted`` and ends the process at once with status 130 (:func:`exit_now`,
-    :func:`ctrl_c_ends_the_run`). The traceback is printed only with ``verbose``. An int that ``fn`` returns is the
+def run_cli(fn: Callable[[], object], *, verbose: bool = False) -> int:
+    """Run ``fn()`` for a command-line tool and return its exit status (:mod:`dpi_jax.errors`): 0; 2 with
+    ``error: <message>`` on stderr for a problem of the user's setup (:data:`SETUP_ERRORS`: a
+    :class:`~dpi_jax.errors.DPIError` or an ``OSError``), with the traceback only when ``verbose``; 1 with the traceback
+    and ``error: <type>: <message>`` for anything else (a bug). Ctrl-C prints ``error: interrupted`` and ends the
+    process at once with status 130 (:func:`exit_now`, :func:`ctrl_c_ends_the_run`). An int that ``fn`` returns is the
     status."""
     try:
         with ctrl_c_ends_the_run():
@@ -471,12 +465,13 @@ def run_cli(fn: Callable[[], object], *, verbose: bool = False,
     except KeyboardInterrupt:
         _interrupted()
     except Exception as err:
-        if verbose:
-            traceback.print_exc()
-        hint = "" if verbose else " (--verbose shows the traceback)"
-        if isinstance(err, SETUP_ERRORS + tuple(setup_errors)):
+        if isinstance(err, SETUP_ERRORS):
+            if verbose:
+                traceback.print_exc()
             print(f"error: {one_line(err)}", file=sys.stderr)
             return _after_error(2)
-        print(f"error: {type(err).__name__}: {one_line(err)}{hint}", file=sys.stderr)
+        traceback.print_exc()
+        print(f"error: {type(err).__name__}: {one_line(err)} (a bug: please report it with the traceback above)",
+              file=sys.stderr)
         return _after_error(1)
     return status if isinstance(status, int) else 0

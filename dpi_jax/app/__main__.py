@@ -14,6 +14,7 @@ import sys
 from absl import app, flags
 
 from dpi_jax import validation
+from dpi_jax.errors import InputError
 
 _CONFIG = validation.define_config_file("config", "configs/demo.py", "Sampling configuration file.")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to bind (127.0.0.1: this machine only).")
@@ -26,7 +27,7 @@ def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr)
         sys.exit(2)
-    from dpi_jax import compile_cache, inference, sample_lib
+    from dpi_jax import compile_cache, sample_lib
 
     overrides = validation.command_line_overrides()
 
@@ -34,7 +35,7 @@ def main(argv):
 
     def load():  # every check and the networks, before anything is served
         if not _MAX_UPLOAD_MB.value > 0:
-            raise ValueError(f"--max_upload_mb {_MAX_UPLOAD_MB.value}: must be > 0")
+            raise InputError(f"--max_upload_mb {_MAX_UPLOAD_MB.value}: must be > 0")
         problems = sample_lib.shadowed_overrides(_CONFIG.value, overrides)  # a field the demo's runs set themselves
         if problems:
             raise validation.ConfigError(problems)
@@ -42,7 +43,7 @@ def main(argv):
         from dpi_jax.app import engine, ui  # ui: Gradio, the [app] extra
         loaded["engine"], loaded["ui"] = engine.Engine(_CONFIG.value, max_upload_mb=_MAX_UPLOAD_MB.value), ui
 
-    status = validation.run_cli(load, verbose=_VERBOSE.value, setup_errors=(inference.SetupError,))
+    status = validation.run_cli(load, verbose=_VERBOSE.value)
     if status:
         sys.exit(status)
     try:

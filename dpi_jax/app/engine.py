@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from dpi_jax import checkpoint, diffusion, images, inference, sample_lib, sampler, validation
+from dpi_jax.errors import UploadError
 from dpi_jax.evaluate import settings as eval_settings
 from dpi_jax.evaluate import writers
 from dpi_jax.metrics import pixel
@@ -51,10 +52,6 @@ ProgressFn = Callable[[float, int, str], None]  # (done, total, what): done may 
 def paper_values(scale: int, method: str) -> tuple[float, float, float] | None:
     """The paper's (tau, s, omega) for a scale and method, or None where the paper has none."""
     return PAPER_DDIM if method == "ddim" else PAPER_DDPM.get(int(scale))
-
-
-class UploadError(ValueError):
-    """An upload that cannot be used; the message is shown on the page."""
 
 
 def decode_upload(data: bytes | None, *, max_bytes: int, max_pixels: int | None = None, photo: bool = False

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from dpi_jax import checkpoint, diffusion, images, sampler, validation
+from dpi_jax.errors import InputError
 
 
 def prior_samples(prior_dir, count: int, *, respacing: str = "1000", var_type: str = "fixed_small",
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def write():
         if args.count < 1 or args.per_row < 1:
-            raise ValueError(f"--count {args.count} and --per_row {args.per_row} must be >= 1")
+            raise InputError(f"--count {args.count} and --per_row {args.per_row} must be >= 1")
         samples = prior_samples(args.prior, args.count, respacing=args.respacing, var_type=args.var_type,
                                 seed=args.seed)
         rows = [list(samples[i:i + args.per_row]) for i in range(0, args.count, args.per_row)]

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import ml_collections
 
-from dpi_jax import compile_cache, distributed, images, inference
+from dpi_jax import compile_cache, distributed, images
 from dpi_jax.evaluate import measures
 from dpi_jax.evaluate.loop import evaluate
 from dpi_jax.evaluate.settings import ABLATION_K, ablation_settings, default_settings, parse_sweep, unique
@@ -144,6 +144,6 @@ def main(argv=None):
                 overwrite=FLAGS.overwrite, weights=weights,
                 fid_reference=FLAGS.fid_reference, id_descriptor=FLAGS.id_descriptor)
 
-        return validation.run_cli(validated_run, verbose=FLAGS.verbose, setup_errors=(inference.SetupError,))
+        return validation.run_cli(validated_run, verbose=FLAGS.verbose)
 
     app.run(_main, argv=argv, flags_parser=validation.parse_flags)  # exits with _main's status

@@ -17,6 +17,7 @@ import dataclasses
 import jax
 import numpy as np
 
+from dpi_jax.errors import InputError
 from dpi_jax.metrics import pixel
 
 PIXEL = ("psnr", "ssim", "lr_psnr", "diversity")
@@ -44,11 +45,11 @@ def parse_metrics(spec, mode: str = "synthetic") -> tuple[str, ...]:
     names = [m.strip() for m in (spec.split(",") if isinstance(spec, str) else spec) if m.strip()]
     unknown = [m for m in names if m not in CHOICES]
     if unknown or not names:
-        raise ValueError(f"--metrics {spec!r}: unknown {unknown or 'empty list'}; choose from {', '.join(CHOICES)}")
+        raise InputError(f"--metrics {spec!r}: unknown {unknown or 'empty list'}; choose from {', '.join(CHOICES)}")
     if mode != "synthetic":
         need_gt = [m for m in names if m in NEEDS_GT]
         if need_gt:
-            raise ValueError(f"--metrics: {', '.join(need_gt)} need ground-truth faces (config.mode 'synthetic'); "
+            raise InputError(f"--metrics: {', '.join(need_gt)} need ground-truth faces (config.mode 'synthetic'); "
                              f"without them (mode {mode!r}) only fid, is, musiq, clipiqa and diversity can be measured")
     return tuple(m for m in CHOICES if m in names)
 
@@ -105,7 +106,7 @@ def set_fid_reference(networks: MetricNetworks, gt_images: np.ndarray | None, pr
     if networks.inception is None or networks.fid_reference is not None:
         return
     if gt_images is None:
-        raise ValueError("FID without ground truth (config.mode 'real') needs --fid_reference: a folder of real "
+        raise InputError("FID without ground truth (config.mode 'real') needs --fid_reference: a folder of real "
                          "faces or a pytorch-fid .npz statistics file")
     from dpi_jax.metrics import fid
     networks.fid_reference = fid.statistics(fid.image_activations(networks.inception, gt_images))

@@ -8,6 +8,8 @@ import re
 
 import ml_collections
 
+from dpi_jax.errors import InputError
+
 SWEEP_PARAMS = ("tau", "s", "omega")
 
 
@@ -58,14 +60,14 @@ def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[Setting]:
     param, sep, values = spec.partition("=")
     param = param.strip()
     if not sep or param not in SWEEP_PARAMS:
-        raise ValueError(f"--sweep {spec!r}: expected <param>=<v1>,<v2>,... with param one of "
+        raise InputError(f"--sweep {spec!r}: expected <param>=<v1>,<v2>,... with param one of "
                          f"{', '.join(SWEEP_PARAMS)}")
     try:
         numbers = [float(v) for v in values.split(",") if v.strip()]
     except ValueError as err:
-        raise ValueError(f"--sweep {spec!r}: the values must be numbers ({err})") from None
+        raise InputError(f"--sweep {spec!r}: the values must be numbers ({err})") from None
     if not numbers:
-        raise ValueError(f"--sweep {spec!r}: no values")
+        raise InputError(f"--sweep {spec!r}: no values")
     base = _base(config)
     return [Setting(f"{param}={v:g}", **dict(base, **{param: v}), crt=bool(config.crt_checkpoint), swept=param,
                     value=v) for v in numbers]
@@ -92,9 +94,9 @@ def ablation_settings(config: ml_collections.ConfigDict, k: int = ABLATION_K) ->
     LR input's pixels) | w/o Refine (stage II corrects y', not the mixed sample) | w/o Stage II (tau = 0) | w/o Weight
     (w = 1 in Eq. 9) | w/o k = 2 (sparsity ``k``, the same CRT). Needs a CRT checkpoint (the full column has one)."""
     if not config.crt_checkpoint:
-        raise ValueError("the Table 4 ablation needs a CRT (its first column is full DPI): set --config.crt_checkpoint")
+        raise InputError("the Table 4 ablation needs a CRT (its first column is full DPI): set --config.crt_checkpoint")
     if k == config.k:
-        raise ValueError(f"--ablation_k {k}: must differ from config.k = {config.k} (Table 4's \"w/o k = 2\" column)")
+        raise InputError(f"--ablation_k {k}: must differ from config.k = {config.k} (Table 4's \"w/o k = 2\" column)")
     base = dict(_base(config), crt=True)
     return [Setting("dpi", **base),
             Setting("dpi-no-crt", **dict(base, crt=False)),

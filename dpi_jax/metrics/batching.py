@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dpi_jax import sharding
+from dpi_jax.errors import InputError
 
 
 def padded_batches(images: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -36,9 +37,9 @@ def map_batches(fn: Callable, arrays: Iterable[np.ndarray] | np.ndarray, *, batc
     arrays = (arrays,) if isinstance(arrays, np.ndarray) else tuple(arrays)
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
-        raise ValueError(f"the image sets differ in length: {[len(a) for a in arrays]}")
+        raise InputError(f"the image sets differ in length: {[len(a) for a in arrays]}")
     if n == 0:
-        raise ValueError("no images to measure")
+        raise InputError("no images to measure")
     mesh = sharding.local_mesh()
     batch_size = -(-max(1, min(batch_size, n)) // mesh.size) * mesh.size
     streams = [padded_batches(np.asarray(a), batch_size) for a in arrays]

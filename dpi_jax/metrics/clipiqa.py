@@ -44,6 +44,7 @@ from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
 from dpi_jax import checkpoint, sharding
+from dpi_jax.errors import InputError
 from dpi_jax.images import list_images, read_rgb
 from dpi_jax.metrics.batching import map_batches
 from dpi_jax.metrics.inception import FrozenBatchNorm
@@ -392,7 +393,7 @@ def scores_by_size(score_fn, images, batch_size: int = 50, desc: str | None = No
     if isinstance(images, np.ndarray):
         images = list(images) if images.ndim == 4 else [images]
     if not images:
-        raise ValueError("no images to measure")
+        raise InputError("no images to measure")
     groups: dict[tuple, list[int]] = {}
     for i, image in enumerate(images):
         groups.setdefault(np.shape(image), []).append(i)
@@ -415,7 +416,7 @@ def folder_scores(score_images, folder) -> dict:
     ``folder`` (:func:`dpi_jax.images.list_images`, read as RGB)."""
     files = list_images(folder)
     if not files:
-        raise ValueError(f"no images in {folder}")
+        raise InputError(f"no images in {folder}")
     scores = score_images([read_rgb(f) for f in files])
     return {"mean": float(np.mean(scores)), "per_image": {f.stem: float(s) for f, s in zip(files, scores, strict=True)}}
 

@@ -29,6 +29,7 @@ from scipy import linalg
 from tqdm import tqdm
 
 from dpi_jax import sharding
+from dpi_jax.errors import InputError
 from dpi_jax.metrics.batching import map_batches
 from dpi_jax.metrics.inception import fidelity_forward, pytorch_fid_forward
 
@@ -68,7 +69,7 @@ def statistics(features) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of (N, D) features in float64, as pytorch-fid: ``np.mean(axis=0)``, ``np.cov(rowvar=False)``."""
     act = np.asarray(features, np.float64)
     if act.ndim != 2 or len(act) < 2:
-        raise ValueError(f"statistics need (N >= 2, D) features, got shape {act.shape}")
+        raise InputError(f"statistics need (N >= 2, D) features, got shape {act.shape}")
     return np.mean(act, axis=0), np.cov(act, rowvar=False)
 
 
@@ -77,7 +78,7 @@ def save_stats(path, mu, sigma, **extra) -> Path:
     are stored beside them and ignored by pytorch-fid). The path must end in ``.npz``."""
     path = Path(path)
     if path.suffix != ".npz":
-        raise ValueError(f"{path}: a statistics file must end in .npz (pytorch-fid recognises it by that)")
+        raise InputError(f"{path}: a statistics file must end in .npz (pytorch-fid recognises it by that)")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, mu=np.asarray(mu), sigma=np.asarray(sigma), **extra)
     return path
@@ -101,7 +102,7 @@ def inception_score(logits, splits: int = 10, *, shuffle: bool = True, rng_seed:
         raise ValueError(f"logits must be (N, classes), got shape {x.shape}")
     n = len(x)
     if n < splits:
-        raise ValueError(f"{n} images cannot be split in {splits} parts for the Inception Score")
+        raise InputError(f"{n} images cannot be split in {splits} parts for the Inception Score")
     if shuffle:
         x = x[np.random.RandomState(rng_seed).permutation(n)]
     x = x.astype(np.float64)
@@ -159,7 +160,7 @@ def _check_uint8(images) -> np.ndarray:
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 RGB images (N, H, W, 3), got {images.dtype} {images.shape}")
     if len(images) == 0:
-        raise ValueError("no images to measure")
+        raise InputError("no images to measure")
     return images
 
 
@@ -187,7 +188,7 @@ def _folder_outputs(fn, params, folder, suffixes, batch_size, progress, desc) ->
     """``fn`` over the images of ``folder``, grouped by size and decoded a chunk at a time; rows in file order."""
     files = list_files(folder, suffixes)
     if not files:
-        raise ValueError(f"no images ({' '.join(suffixes)}) in {folder}")
+        raise InputError(f"no images ({' '.join(suffixes)}) in {folder}")
     params = sharding.replicate(params, sharding.local_mesh())
     batch_size = min(batch_size, len(files))  # as pytorch-fid and torch-fidelity
     groups: dict[tuple[int, int], list[int]] = {}

@@ -34,6 +34,7 @@ import numpy as np
 from flax import linen as nn
 
 from dpi_jax import checkpoint, sharding
+from dpi_jax.errors import CheckpointError, InputError
 from dpi_jax.metrics.batching import map_batches
 from dpi_jax.torch_port import PortError, misfit_error
 
@@ -175,7 +176,7 @@ def identity_distances(params, sr: np.ndarray, gt: np.ndarray, batch_size: int =
     sides may differ in size)."""
     sr, gt = np.asarray(sr), np.asarray(gt)
     if len(sr) != len(gt):
-        raise ValueError(f"identity metrics need as many SR as GT images, got {len(sr)} and {len(gt)}")
+        raise InputError(f"identity metrics need as many SR as GT images, got {len(sr)} and {len(gt)}")
     params = sharding.replicate(params, sharding.local_mesh())  # once, not at every batch
     fn = lambda x: vggface_embeddings(params, x, descriptor)
     emb_sr = map_batches(fn, sr, batch_size=batch_size, desc="VGG-Face SR", progress=progress)
@@ -200,13 +201,13 @@ def identity_folders(params, sr_dir, gt_dir, threshold: float = THRESHOLD, batch
 
     pairs, only_sr, only_gt = pair_files(sr_dir, gt_dir)
     if not pairs:
-        raise ValueError(f"no image of {sr_dir} has a namesake in {gt_dir} (only in the first: {only_sr[:5]}, only "
+        raise InputError(f"no image of {sr_dir} has a namesake in {gt_dir} (only in the first: {only_sr[:5]}, only "
                          f"in the second: {only_gt[:5]})")
     sides = []
     for k in range(2):
         images = [read_rgb(pair[k]) for pair in pairs]
         if len({im.shape for im in images}) > 1:
-            raise ValueError(f"the images of {(sr_dir, gt_dir)[k]} differ in size; one size per folder is needed")
+            raise InputError(f"the images of {(sr_dir, gt_dir)[k]} differ in size; one size per folder is needed")
         sides.append(np.stack(images))
     result = identity_metrics(params, sides[0], sides[1], threshold, batch_size, progress, descriptor)
     result["per_image"] = {p.stem: float(d) for (p, _), d in zip(pairs, result["distances"], strict=True)}
@@ -312,5 +313,5 @@ def load_vggface(directory) -> dict:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}\n{missing_message(directory)}") from err
     if meta["kind"] != KIND:
-        raise ValueError(f"{directory} holds a {meta['kind']!r} checkpoint, not VGG-Face")
+        raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint, not VGG-Face")
     return params

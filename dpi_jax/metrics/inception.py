@@ -29,6 +29,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict
 
 from dpi_jax import checkpoint
+from dpi_jax.errors import CheckpointError
 from dpi_jax.torch_port import fill_params, strip_module_prefix
 
 KIND = "fid_inception"
@@ -365,7 +366,7 @@ def load_inception(directory=DEFAULT_DIR) -> dict:
 
     def target(meta):
         if meta["kind"] != KIND:
-            raise ValueError(f"{directory} holds a {meta['kind']!r} checkpoint, not the FID Inception ({KIND!r})")
+            raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint, not the FID Inception ({KIND!r})")
         return abstract_params()
 
     return checkpoint.read_checkpoint(directory, target)[1]

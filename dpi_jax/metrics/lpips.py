@@ -28,6 +28,7 @@ from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
 from dpi_jax import checkpoint, sharding
+from dpi_jax.errors import CheckpointError, InputError
 from dpi_jax.images import list_images, read_rgb
 from dpi_jax.metrics.batching import map_batches
 from dpi_jax.torch_port import PortError, fill_params, load_torch_state_dict
@@ -66,7 +67,7 @@ BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth
 
 def _check_net(net: str) -> str:
     if net not in NETS:
-        raise ValueError(f"LPIPS net must be one of {NETS}, not {net!r}")
+        raise InputError(f"LPIPS net must be one of {NETS}, not {net!r}")
     return net
 
 
@@ -218,9 +219,9 @@ def load_lpips(directory, net: str | None = None) -> tuple[dict, str]:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}\n{missing_message(directory, net or 'alex')}") from err
     if meta["kind"] != KIND:
-        raise ValueError(f"{directory} holds a {meta['kind']!r} checkpoint, not LPIPS")
+        raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint, not LPIPS")
     if net is not None and meta["config"]["net"] != net:
-        raise ValueError(f"{directory} holds LPIPS-{meta['config']['net']}, not LPIPS-{net}")
+        raise CheckpointError(f"{directory} holds LPIPS-{meta['config']['net']}, not LPIPS-{net}")
     return params, meta["config"]["net"]
 
 
@@ -245,7 +246,7 @@ def pair_files(dir_a, dir_b) -> tuple[list[tuple[Path, Path]], list[str], list[s
         by_stem = {}
         for path in list_images(folder):
             if path.stem in by_stem:
-                raise ValueError(f"{folder}: two images named {path.stem!r} ({by_stem[path.stem].name}, {path.name})")
+                raise InputError(f"{folder}: two images named {path.stem!r} ({by_stem[path.stem].name}, {path.name})")
             by_stem[path.stem] = path
         sides.append(by_stem)
     a, b = sides
@@ -259,7 +260,7 @@ def lpips_folders(params, dir_a, dir_b, net: str = "alex", batch_size: int = 50,
     shape; LPIPS itself compares images of one size)."""
     pairs, only_a, only_b = pair_files(dir_a, dir_b)
     if not pairs:
-        raise ValueError(f"no image of {dir_a} has a namesake in {dir_b} (only in the first: {only_a[:5]}, only in "
+        raise InputError(f"no image of {dir_a} has a namesake in {dir_b} (only in the first: {only_a[:5]}, only in "
                          f"the second: {only_b[:5]})")
     images = [(read_rgb(p), read_rgb(q)) for p, q in pairs]
     shapes = {}
@@ -267,7 +268,7 @@ def lpips_folders(params, dir_a, dir_b, net: str = "alex", batch_size: int = 50,
         shapes.setdefault(x.shape, p)
         shapes.setdefault(y.shape, q)
     if len(shapes) > 1:
-        raise ValueError("LPIPS over folders needs images of one size; found "
+        raise InputError("LPIPS over folders needs images of one size; found "
                          + ", ".join(f"{s[:2]} ({path})" for s, path in shapes.items()))
     a, b = np.stack([x for x, _ in images]), np.stack([y for _, y in images])
     distances = lpips_images(params, a, b, net, batch_size, progress)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dpi_jax.errors import InputError
 from dpi_jax.models.configs import CRT_256, FFHQ_10M, PRESETS, model_kwargs
 from dpi_jax.models.unet import ADM, CRT, UNet, timestep_embedding
 
@@ -13,7 +14,7 @@ KINDS = {cls.kind: cls for cls in (ADM, CRT)}
 def make_model(kind: str, config: dict, dtype=jnp.float32) -> UNet:
     """``ADM`` (kind "adm") or ``CRT`` (kind "crt") from a guided-diffusion config dict."""
     if kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}: expected one of {sorted(KINDS)}")
+        raise InputError(f"unknown model kind {kind!r}: expected one of {sorted(KINDS)}")
     return KINDS[kind](**model_kwargs(config), dtype=dtype)
 
 

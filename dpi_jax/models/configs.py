@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from dpi_jax.errors import InputError
 from dpi_jax.models.unet import UNet
 
 # The pretrained FFHQ 256x256 DDPM used by DPS and DPI (`ffhq_10m.pt`): 93,563,910 parameters.
@@ -28,5 +29,5 @@ def model_kwargs(config: dict) -> dict:
     training-only keys are dropped, and an unknown key is an error that names it."""
     unknown = sorted(set(config) - MODEL_FIELDS - IGNORED_KEYS)
     if unknown:
-        raise ValueError(f"unknown model config keys {unknown}; known: {sorted(MODEL_FIELDS)}")
+        raise InputError(f"unknown model config keys {unknown}; known: {sorted(MODEL_FIELDS)}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in MODEL_FIELDS}

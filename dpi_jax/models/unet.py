@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dpi_jax.errors import InputError
+
 DEFAULT_CHANNEL_MULT = {512: (0.5, 1, 1, 2, 2, 4, 4), 256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)}
 
 
@@ -27,7 +29,7 @@ def parse_channel_mult(channel_mult, image_size: int) -> tuple:
     """guided-diffusion's channel_mult: "" (the default for image_size), "1,2,2" or a tuple."""
     if channel_mult in ("", None):
         if image_size not in DEFAULT_CHANNEL_MULT:
-            raise ValueError(f"no default channel_mult for image_size {image_size}; give one")
+            raise InputError(f"no default channel_mult for image_size {image_size}; give one")
         return DEFAULT_CHANNEL_MULT[image_size]
     if isinstance(channel_mult, str):
         return tuple(float(m) if "." in m else int(m) for m in channel_mult.split(","))
