@@ -45,20 +45,7 @@ from dpi_jax import compile_cache, diffusion, inference, sampler, validation
 from dpi_jax.errors import InputError
 from dpi_jax.models import ADM, CRT, CRT_256, FFHQ_10M
 
-_CONFIG = validation.define_config_file("config", "configs/x8.py", "Sampling config (tau, s, omega, k).")
-_BATCH = flags.DEFINE_integer("batch", 1, "Images per batch.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Sampler steps (respacing of the 1000-step schedule).")
-_DTYPE = flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype of the networks.")
-_TINY = flags.DEFINE_bool("tiny", False, "Small 64x64 models instead of the paper's 256x256 ones.")
-_COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Only compile the sampler: compile seconds and memory.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs of each; the best is reported.")
-_SWEEP = flags.DEFINE_bool("sweep", False, "Also images/s at batch 1, 4, 8 and with --seeds seeds vmapped.")
-_SWEEP_BATCHES = flags.DEFINE_list("sweep_batches", ["1", "4", "8"], "Batch sizes of the sweep.")
-_SEEDS = flags.DEFINE_integer("seeds", 4, "Seeds of the sweep's sample_seeds row (batch 1); 0: no such row.")
-_REFERENCE = flags.DEFINE_string("reference", None, "A checkout of the authors' DPI repository: time it side by side.")
-_MANIFEST = flags.DEFINE_string("manifest", "tests/fixtures/reference/checkpoint_manifests.json",
-                                "The reference's model configs (ffhq_10m, crt_256), for --reference.")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+FLAGS = flags.FLAGS
 
 TINY_PRIOR = dict(FFHQ_10M, image_size=64, num_channels=32, channel_mult=(1, 2, 2), attention_resolutions="16",
                   num_head_channels=16)
@@ -338,6 +325,25 @@ def side_by_side(reference: str, batch: int, steps: int, repeats: int, tiny: boo
     } | threads() | memory_figures()
 
 
+def define_flags() -> None:
+    """The command line's flags, defined by the entry point (importing dpi_jax.bench defines none)."""
+    validation.define_config_file("config", "configs/x8.py", "Sampling config (tau, s, omega, k).")
+    flags.DEFINE_integer("batch", 1, "Images per batch.", lower_bound=1)
+    flags.DEFINE_integer("steps", 20, "Sampler steps (respacing of the 1000-step schedule).", lower_bound=1)
+    flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype of the networks.")
+    flags.DEFINE_bool("tiny", False, "Small 64x64 models instead of the paper's 256x256 ones.")
+    flags.DEFINE_bool("compile_only", False, "Only compile the sampler: compile seconds and memory.")
+    flags.DEFINE_integer("repeats", 3, "Timed runs of each; the best is reported.", lower_bound=1)
+    flags.DEFINE_bool("sweep", False, "Also images/s at batch 1, 4, 8 and with --seeds seeds vmapped.")
+    flags.DEFINE_list("sweep_batches", ["1", "4", "8"], "Batch sizes of the sweep.")
+    flags.DEFINE_integer("seeds", 4, "Seeds of the sweep's sample_seeds row (batch 1); 0: no such row.",
+                         lower_bound=0)
+    flags.DEFINE_string("reference", None, "A checkout of the authors' DPI repository: time it side by side.")
+    flags.DEFINE_string("manifest", "tests/fixtures/reference/checkpoint_manifests.json",
+                        "The reference's model configs (ffhq_10m, crt_256), for --reference.")
+    flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+
+
 def main(argv):
     """The command line: a bad config or flag exits with status 2 and one line ``error: ...`` on stderr."""
     from dpi_jax import validation
@@ -348,25 +354,26 @@ def main(argv):
 
     def measure():
         compile_cache.enable()
-        if _REFERENCE.value:
-            print(json.dumps(side_by_side(_REFERENCE.value, _BATCH.value, _STEPS.value, _REPEATS.value, _TINY.value,
-                                          _MANIFEST.value)))
+        if FLAGS.reference:
+            print(json.dumps(side_by_side(FLAGS.reference, FLAGS.batch, FLAGS.steps, FLAGS.repeats, FLAGS.tiny,
+                                          FLAGS.manifest)))
             return
-        validation.check_sampling(_CONFIG.value)
-        dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[_DTYPE.value]
-        figures = run(_CONFIG.value, _BATCH.value, _STEPS.value, dtype, _TINY.value, _REPEATS.value,
-                      _COMPILE_ONLY.value)
-        if _SWEEP.value and not _COMPILE_ONLY.value:
-            batches = tuple(int(b) for b in _SWEEP_BATCHES.value)
-            figures["sweep"] = sweep(_CONFIG.value, _STEPS.value, dtype, _TINY.value, _REPEATS.value, _SEEDS.value,
+        validation.check_sampling(FLAGS.config)
+        dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[FLAGS.dtype]
+        figures = run(FLAGS.config, FLAGS.batch, FLAGS.steps, dtype, FLAGS.tiny, FLAGS.repeats,
+                      FLAGS.compile_only)
+        if FLAGS.sweep and not FLAGS.compile_only:
+            batches = tuple(int(b) for b in FLAGS.sweep_batches)
+            figures["sweep"] = sweep(FLAGS.config, FLAGS.steps, dtype, FLAGS.tiny, FLAGS.repeats, FLAGS.seeds,
                                      batches)
             figures |= memory_figures()
         print(json.dumps(figures))
 
-    sys.exit(validation.run_cli(measure, verbose=_VERBOSE.value))
+    sys.exit(validation.run_cli(measure, verbose=FLAGS.verbose))
 
 
 if __name__ == "__main__":
     from dpi_jax.validation import parse_flags
 
+    define_flags()
     app.run(main, flags_parser=parse_flags)

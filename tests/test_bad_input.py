@@ -31,6 +31,7 @@ def error_line(proc) -> str:
     (["sample.py", "--config.foo.bar=1"], "no field 'foo.bar'"),
     (["-m", "dpi_jax.evaluate", "--config.tua=1"], "did you mean 'tau'"),
     (["-m", "dpi_jax.bench", "--config.tua=1"], "did you mean 'tau'"),
+    (["-m", "dpi_jax.bench", "--batch=0", "--tiny"], "flag --batch=0: 0 is not a positive integer"),
     (["sample.py", "--config=README.md"], "--config README.md: not a usable config file"),
     (["sample.py", "--config=nowhere.py"], "no such file 'nowhere.py'"),
     (["-m", "dpi_jax.metrics", "lpips", "a", "b", "--batch_size", "0"], "--batch_size: 0 must be >= 1"),

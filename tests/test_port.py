@@ -12,6 +12,7 @@ import torch
 
 from dpi_jax import checkpoint, port
 from dpi_jax.models import ADM, CRT_256, FFHQ_10M, abstract_params, make_model
+from tests.fault_kit import error_line
 from tests.reference import ADM_TINY, CRT_TINY, FIXTURES, load_npz, nchw_to_nhwc, run_python
 
 
@@ -148,3 +149,33 @@ def test_port_command_stores_the_crt_scale(tmp_path, capsys):
     assert port.main([src, str(tmp_path / "zero"), *args, "--scale", "0"]) == 2
     assert "--scale 0: must be a positive integer" in capsys.readouterr().err
     assert not (tmp_path / "adm").exists() and not (tmp_path / "zero").exists()
+
+
+# --- the port ------------------------------------------------------------------------------------------------------
+
+def test_port_refuses_non_tensor_values(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    src = tmp_path / "odd.pt"
+    torch.save({"input_blocks.0.0.weight": torch.zeros(3), "epoch": 3, "note": "x"}, src)
+    status = port.main([str(src), str(tmp_path / "out"), "--model", "crt"])
+    line = error_line(capsys.readouterr().err)
+    assert status == 2 and "not tensors" in line and "epoch (int)" in line and "note (str)" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_port_refuses_nan_and_inf_weights_listing_all(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    src = tmp_path / "nan.pt"
+    torch.save({"a.weight": torch.tensor([1.0, float("nan")]), "b.bias": torch.tensor([float("inf"), -float("inf")]),
+                "c.weight": torch.ones(2)}, src)
+    status = port.main([str(src), str(tmp_path / "out"), "--model", "crt"])
+    line = error_line(capsys.readouterr().err)
+    assert status == 2 and "non-finite weights in 2 tensor(s)" in line
+    assert "a.weight (1 NaN, 0 Inf of 2)" in line and "b.bias (0 NaN, 2 Inf of 2)" in line and "c.weight" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_port_verbose_shows_the_traceback(tmp_path, capsys):
+    status = port.main([str(tmp_path / "missing.pt"), str(tmp_path / "out"), "--model", "crt", "--verbose"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" in err and "error: " in err and "missing.pt" in err
