@@ -4,6 +4,7 @@ import os
 import re
 
 import numpy as np
+import pytest
 
 import dpi_jax
 from tests.reference import ROOT
@@ -22,6 +23,7 @@ def run_example(code: str):
     return x0
 
 
+@pytest.mark.slow
 def test_readme_example_runs():
     readme = (ROOT / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
@@ -29,6 +31,7 @@ def test_readme_example_runs():
     run_example(code)
 
 
+@pytest.mark.slow
 def test_docstring_example_runs_and_matches_the_readme():
     lines = []
     for line in dpi_jax.__doc__.split("::\n", 1)[1].splitlines():  # the indented block after "::"

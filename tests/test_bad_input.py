@@ -259,6 +259,7 @@ def _start_with_ctrl_c_armed(args, **kwargs):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_sampler_compiles_exits_130_without_a_crash(tmp_path):
     """SIGINT a moment after the first run has started (models loading, then the sampler compiling in XLA's
     threads): one line "error: interrupted", status 130, and no x4 grid. Before, the interpreter's teardown under

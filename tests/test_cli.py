@@ -1,5 +1,7 @@
 """The commands: a user's mistake exits 2 with one line, --verbose shows the traceback."""
 
+import pytest
+
 from tests.fault_kit import error_line
 from tests.reference import run_python
 
@@ -14,6 +16,7 @@ def check_cli(args, *words, status=2):
     return proc
 
 
+@pytest.mark.slow
 def test_sample_cli_unknown_field_and_bad_values():
     check_cli(["sample.py", "--config", "configs/x8.py", "--config.tua=3"], "config.tua", "did you mean 'tau'?")
     check_cli(["sample.py", "--config", "configs/x8.py", "--config.batch_size=abc"], "--config.batch_size=abc")
@@ -27,6 +30,7 @@ def test_sample_cli_verbose_shows_the_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" in proc.stderr and "not a dpi-jax model checkpoint" in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_cli_setup_errors(tmp_path):
     check_cli(["train.py", "--config", "configs/crt_x8.py", f"--config.workdir={tmp_path}", "--config.k=0"],
               "config.k = 0")
@@ -37,6 +41,7 @@ def test_train_cli_setup_errors(tmp_path):
                f"--config.data.folder={tmp_path / 'none'}"], "config.data.folder", "an existing folder")
 
 
+@pytest.mark.slow
 def test_evaluate_bench_port_cli_setup_errors(tmp_path):
     check_cli(["-m", "dpi_jax.evaluate", "--config", "configs/x8.py", "--config.omega=0"], "config.omega = 0")
     check_cli(["-m", "dpi_jax.bench", "--config", "configs/x8.py", "--config.s=-1"], "config.s = -1")

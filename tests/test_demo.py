@@ -2,6 +2,7 @@
 
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from dpi_jax import checkpoint
@@ -21,6 +22,7 @@ def test_shipped_weights_load_and_fit_the_budget():
         assert prior.image_size == crt.image_size == 64
 
 
+@pytest.mark.slow
 def test_demo_command_shortened(tmp_path):
     """`python sample.py` (its default is configs/demo.py: x8 and x4 runs) with 5 steps and 2 faces instead of 50 and
     4; on 5 steps (t = 999, 749, 500, 250, 0) x8's tau = 300 puts two in stage II, x4's tau = 100 one."""
@@ -49,6 +51,7 @@ def test_demo_command_shortened(tmp_path):
     assert (lr4[::4, ::4].repeat(4, 0).repeat(4, 1) == lr4).all()
 
 
+@pytest.mark.slow
 def test_prior_samples_command(tmp_path, capsys):
     """python -m dpi_jax.demo.prior_samples: a grid of unconditional samples of the shipped prior (2 steps here);
     an existing PNG is kept unless --overwrite, a CRT directory is refused by name."""
@@ -66,6 +69,7 @@ def test_prior_samples_command(tmp_path, capsys):
     assert "crt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_prior_only_is_not_noise():
     """Without a CRT (the paper's Table 4 "w/o CRT", and every user who has only a prior) the shipped demo prior still
     restores faces: on 2 held-out faces at x8 (20 steps), LR consistency within 4 dB of the CRT path and PSNR to the

@@ -163,6 +163,7 @@ def tiny_config(checkpoints):
     return config
 
 
+@pytest.mark.slow
 def test_evaluate_end_to_end_with_a_sweep(random_checkpoints, fake_synthfaces, tmp_path, capsys):
     config = tiny_config(random_checkpoints)
     out = tmp_path / "eval"

@@ -25,6 +25,7 @@ def test_read_rgb_skips_every_bad_file_by_name(odd_inputs):
     assert Image.MAX_IMAGE_PIXELS != 100  # PIL's global guard was only changed for that call
 
 
+@pytest.mark.slow
 def test_sample_skips_bad_files_and_keeps_existing_outputs(ckpts, odd_inputs, tmp_path, caplog, capsys):
     """A 20000x20000 image, corrupt, empty and truncated files are skipped by name; every other image is written;
     an existing grid is kept (a new one goes beside it) and no temporary file is left behind."""

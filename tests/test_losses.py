@@ -62,6 +62,7 @@ def test_crt_loss_matches_numpy(posterior_from):
         np.testing.assert_allclose(np.asarray(got[name]), expected, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_gap_term_does_not_backpropagate_through_its_input():
     """ŷ is stop-gradient: the gradient of L_gap flows only through the CRT's second call."""
     gt = jnp.full((1, 4, 4, 3), 0.5)

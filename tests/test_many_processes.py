@@ -81,6 +81,7 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
         assert f"wrote {two / run / 'grid.png'}" in logs[0] and "grid.png" not in logs[1]
 
 
+@pytest.mark.slow
 def test_an_image_gets_the_same_pixels_in_any_batch():
     """Random keys are per image (its index in the sorted input list), so batch size 1 and 4 give each face the same
     result: within 1e-4 of [-1, 1] (measured 2.8e-5 on 0.6% of values: XLA:CPU blocks a batch-1 and a batch-4

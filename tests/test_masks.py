@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from dpi_jax import masks
 from tests.reference import load_npz, nchw_to_nhwc
@@ -35,6 +36,7 @@ def test_racm_probability_matches_reference():
     np.testing.assert_allclose(np.asarray(prob), ref["prob"][:, 0], atol=2e-6)
 
 
+@pytest.mark.slow
 def test_racm_is_per_image_and_flat_images_are_nan_free():
     key = jax.random.key(1)
     y = jax.random.uniform(key, (3, 16, 16, 3), minval=-1, maxval=1)
@@ -48,6 +50,7 @@ def test_racm_is_per_image_and_flat_images_are_nan_free():
     assert np.isfinite(np.asarray(grad)).all()
 
 
+@pytest.mark.slow
 def test_racm_mask_is_inside_fixed_mask_and_thins_with_s():
     y = jax.random.uniform(jax.random.key(2), (4, 32, 32, 3), minval=-1, maxval=1)
     m_f = masks.fixed_mask(32, 32, 2)

@@ -23,6 +23,7 @@ def folders(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_port_lpips_then_lpips_of_two_folders(folders, tmp_path):
     torchvision = import_torchvision()
     torch.manual_seed(0)
@@ -40,6 +41,7 @@ def test_port_lpips_then_lpips_of_two_folders(folders, tmp_path):
     assert abs(float(same.stdout.split()[1])) < 1e-9  # LPIPS(x, x) = 0 (to float rounding of the two sides)
 
 
+@pytest.mark.slow
 def test_fid_and_stats_commands(folders, tmp_path):
     weights = tmp_path / "fid_inception"
     params = inception.convert_inception(torch_state(random_fid_inception_state_dict(3)))

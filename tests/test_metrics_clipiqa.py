@@ -41,6 +41,7 @@ def _rel(ours, theirs):
 
 
 @pytest.mark.parametrize("shape", [(2, 64, 64), (1, 57, 83)])  # square; odd and non-square (pools round down)
+@pytest.mark.slow
 def test_features_and_scores_match_pyiqa(clip, shape):
     model, _, params, tokens = clip
     images = np.random.default_rng(sum(shape)).integers(0, 256, shape + (3,), dtype=np.uint8)
@@ -69,6 +70,7 @@ def test_prompt_tokens_are_openai_clip_tokenize():
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.slow
 def test_port_command_reads_a_torchscript_archive(clip, tmp_path):
     """RN50.pt is a TorchScript archive of float16 weights with three size entries besides CLIP's keys."""
     from dpi_jax import port

@@ -94,6 +94,7 @@ def test_tf1_bilinear_resize_matches_torch_fidelity(size):
 
 
 @pytest.mark.parametrize("size", [64, 299])
+@pytest.mark.slow
 def test_pytorch_fid_pool_and_logits(params, pytorch_fid_models, size):
     wrapper, network = pytorch_fid_models
     images = np.random.default_rng(size).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
@@ -234,6 +235,7 @@ def folder(tmp_path_factory):
     return write_images(tmp_path_factory.mktemp("images") / "a", [(64, 64), (40, 48), (64, 64), (40, 48)], seed=4)
 
 
+@pytest.mark.slow
 def test_folder_activations_match_pytorch_fid_and_are_cached(params, pytorch_fid_models, folder, tmp_path):
     ours = fid.folder_activations(params, folder, batch_size=2, progress=False)
     files = sorted(folder.glob("*.png"))

@@ -84,6 +84,7 @@ def _write_legacy_h5(path, layers):
                 group.create_dataset(w, shape, dtype="f4")
 
 
+@pytest.mark.slow
 def test_matches_keras_counterpart(tmp_path, params):
     os.environ.setdefault("KERAS_BACKEND", "jax")
     keras = pytest.importorskip("keras")
@@ -157,6 +158,7 @@ def test_preprocessing_matches_deepface_with_opencv():
         np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-6, err_msg=str(images.shape))
 
 
+@pytest.mark.slow
 def test_acc_and_cs_against_numpy(params):
     sr, gt = _faces(3, 64, 3), _faces(3, 64, 4)
     gt[0] = sr[0]  # one identical pair: distance 0, verified at any threshold
@@ -200,6 +202,7 @@ def test_miskeyed_h5_is_refused_with_both_lists(tmp_path):
         vf.convert_vggface_h5(tmp_path / "empty.h5")
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_and_missing_directory(tmp_path, params):
     vf.save_vggface(tmp_path / "vggface", params)
     loaded = vf.load_vggface(tmp_path / "vggface")

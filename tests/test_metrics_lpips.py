@@ -52,6 +52,7 @@ def _rel(x, y):
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
+@pytest.mark.slow
 def test_matches_lpips_package_with_bundled_heads(tmp_path, net):
     model, trunk, _ = _reference(net)
     torch.save(trunk, tmp_path / jl.BACKBONE_FILES[net])  # includes classifier.*, ignored on purpose

@@ -95,6 +95,7 @@ def test_checkpoint_round_trip_is_bitwise(tmp_path, adm_state_dict):
         checkpoint.load_model(tmp_path / "empty")
 
 
+@pytest.mark.slow
 def test_port_command_round_trip(tmp_path):
     config_file = tmp_path / "adm.json"
     config_file.write_text(json.dumps(ADM_TINY))

@@ -45,6 +45,7 @@ def sample_args(checkpoints, inputs, out, *extra):
             "--config.respacing=6", "--config.batch_size=3", *extra]  # x8's (300, 1.2, 750) apply to any respacing
 
 
+@pytest.mark.slow
 def test_sample_writes_pngs_and_grid_and_skips_bad_files(checkpoints, inputs, tmp_path):
     out = tmp_path / "out"
     proc = run(sample_args(checkpoints, inputs, out))
@@ -75,6 +76,7 @@ def test_missing_prior_explains_the_port(tmp_path, inputs):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_num_seeds_writes_every_seed_and_a_diversity_map(checkpoints, inputs, tmp_path):
     out = tmp_path / "seeds"
     run(sample_args(checkpoints, inputs, out, "--config.num_seeds=3", "--config.seed_chunk=2"))

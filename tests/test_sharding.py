@@ -2,6 +2,8 @@
 
 import textwrap
 
+import pytest
+
 from tests.reference import run_python
 
 SCRIPT = textwrap.dedent("""
@@ -35,6 +37,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_devices_match_one():
     proc = run_python(["-c", SCRIPT],
                       env=dict(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"))

@@ -131,6 +131,7 @@ def test_stop_request_turns_sigterm_into_a_flag():
 
 # --- the loop -----------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     """Stopped after 2 steps (as on SIGTERM) and resumed, a run reaches bitwise the parameters of one that ran the
     6 steps at once: the draws of step n and its batch are functions of (seed, n) only, and the resumed state is the
@@ -154,6 +155,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_prior_training_runs_and_exports(tmp_path):
     config = tiny_config("adm", num_steps=3)
     state = train_lib.train(config, tmp_path)
@@ -165,6 +167,7 @@ def test_prior_training_runs_and_exports(tmp_path):
     assert Image.open(tmp_path / "samples" / "step_0000003.png").size[0] > 32
 
 
+@pytest.mark.slow
 def test_init_from_starts_a_run_from_a_model_directory(tmp_path):
     """config.init_from: the run starts (params and EMA) from another run's export, resumes from its own checkpoint
     afterwards, and refuses a model directory of another kind or config, naming the differing fields."""
@@ -209,6 +212,7 @@ print(json.dumps({"devices": jax.device_count(), "loss": float(metrics["loss"]),
 """
 
 
+@pytest.mark.slow
 def test_train_step_on_4_devices_equals_1_device(tmp_path):
     """The batch split over 4 forced CPU devices gives the loss and the update of 1 device. Tolerance: the
     per-device partial sums of the loss and gradients are added in another order, so float32 rounding (~1e-7

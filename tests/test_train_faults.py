@@ -31,6 +31,7 @@ def checkpoint_steps(workdir) -> list[int]:
 
 # --- a rerun with another config ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_rerun_with_another_config_is_refused_before_any_step(tmp_path):
     """A rerun whose model, task, diffusion or seed differs from config.json is refused before any step, naming
     config.json and each differing field (there -> now); the workdir is left as it was. Bookkeeping changes (more
@@ -94,6 +95,7 @@ def get_config():
 """
 
 
+@pytest.mark.slow
 def test_train_cli_checkpoints_on_sigint_exits_130_and_refuses_another_config(tmp_path):
     """Ctrl-C during the steps of train.py: a checkpoint and export of the step it stopped at, exit status 130. A
     rerun with another seed then exits with status 2 and one line naming config.json and the field."""
