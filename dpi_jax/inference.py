@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -304,7 +305,8 @@ def sample_batches(todo: list[Input], config: ml_collections.ConfigDict, prior, 
     indices = distributed.gather_objects([item.index for item in todo])
     padded_indices = [(part + [part[-1] if part else 0] * (num_batches * r - len(part)))
                       for part, r in zip(indices, per_process, strict=True)]
-    blank = np.zeros((prior.image_size, prior.image_size, 3), np.uint8)  # a process's rows beyond its inputs
+    side = prior.image_size // settings.k
+    blank = np.zeros((side, side, 3), np.uint8)  # the condition of a process's rows beyond its inputs
     nets = sharding.replicate(sampler.Networks(prior, prior_params, crt, crt_params if crt is not None else None),
                               mesh)
     chunk = int(config.seed_chunk) or num_seeds
@@ -318,9 +320,11 @@ def sample_batches(todo: list[Input], config: ml_collections.ConfigDict, prior, 
                           disable=not (shown and sys.stderr.isatty())):
                 start = time.perf_counter()
                 batch = todo[j * local_rows:(j + 1) * local_rows]
-                local = [condition(item) for item in batch] + [batch[-1].condition if batch else blank] * (
-                    local_rows - len(batch))
-                cond = sharding.global_batch(np.stack([images.to_model(c) for c in local]), mesh)
+                local = [condition(item) for item in batch]
+                local += [local[-1] if local else blank] * (local_rows - len(local))
+                local = np.stack([images.to_model(c) for c in local])
+                chex.assert_shape(local, (local_rows, side, side, 3))  # every process supplies the same shape
+                cond = sharding.global_batch(local, mesh)
                 keys = image_keys(config.seed, [i for part, r in zip(padded_indices, per_process, strict=True)
                                                 for i in part[j * r:(j + 1) * r]], num_seeds)
                 sr = sampler.sample_seeds(sharding.replicate(keys, mesh), cond, nets, schedule, settings,
