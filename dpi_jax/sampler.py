@@ -171,6 +171,16 @@ class Networks:
         return Networks(self.prior, self.prior_params)
 
 
+def check_image_size(nets: Networks, size: tuple, k: int) -> None:
+    """Refuse to sample at another size than the prior's ``image_size`` (when its module has one): the networks are
+    convolutional and would run at any size, so a condition of the wrong size (it must be image_size / k a side)
+    would otherwise give pictures of another size without a word. Shapes are static: checked at trace time."""
+    expected = getattr(nets.prior, "image_size", None)
+    if expected is not None and tuple(size) != (expected, expected):
+        raise ValueError(f"the sample would be {size[0]}x{size[1]}, but the prior is {expected}x{expected}: the "
+                         f"condition lr_bicubic must be {expected // k}x{expected // k} (image_size / k, k = {k})")
+
+
 def stage_one(schedule: diffusion.Schedule, tau) -> np.ndarray:
     """For each step index i of ``schedule``, whether it is in stage I (t = timestep_map[i] > tau, Eq. 8), as
     :func:`dpi_step` decides it; the others are stage II (Eq. 9)."""
@@ -335,6 +345,7 @@ def _run_from_key(key, x_T, lr_bicubic, nets, schedule, settings, snapshot_steps
     if x_T is None:
         b, h, w, c = lr_bicubic.shape
         x_T = jax.random.normal(key_init, (b, h * settings.k, w * settings.k, c), lr_bicubic.dtype)
+    check_image_size(nets, x_T.shape[1:3], settings.k)
     return _run(key_steps, x_T, lr_bicubic, nets, schedule, settings, snapshot_steps, report_every)
 
 

@@ -350,3 +350,21 @@ def test_step_reports_do_not_change_the_result(toy_nets):
         assert seen == [8, 4, 0] * 2, seen
         np.testing.assert_array_equal(loud, quiet)
     assert sampler.compilation_count() == compiled
+
+
+class SizedToyPrior(ToyPrior):
+    """The toy denoiser with an ``image_size``, as the ADM module has."""
+
+    image_size: int = 16
+
+
+def test_a_condition_of_the_wrong_size_is_refused(toy_nets):
+    """The networks are convolutional and would run at any size: a prior with an image_size refuses another one."""
+    nets = sampler.Networks(SizedToyPrior(), toy_nets.prior_params, toy_nets.crt, toy_nets.crt_params)
+    sched = diffusion.make_schedule(1000, respacing="2")
+    settings = sampler.Settings(tau=500.0, s=1.2, omega=1000.0)
+    assert sampler.sample(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), nets, sched, settings).shape == (1, 16, 16, 3)
+    with pytest.raises(ValueError, match="the prior is 16x16: the condition lr_bicubic must be 8x8"):
+        sampler.sample(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), nets, sched, settings)
+    with pytest.raises(ValueError, match="the prior is 16x16"):
+        sampler.sample_seeds(jax.random.split(jax.random.key(0), 2), jnp.zeros((1, 4, 4, 3)), nets, sched, settings)
