@@ -110,6 +110,15 @@ def share(count: int) -> slice:
     return slice(p * count // n, (p + 1) * count // n)
 
 
+def counts(count: int) -> list[int]:
+    """Every process's ``count``, in process order, on every process (every process must call it)."""
+    if jax.process_count() == 1:
+        return [int(count)]
+    from jax.experimental import multihost_utils
+
+    return [int(c) for c in np.asarray(multihost_utils.process_allgather(np.int64(count))).reshape(-1)]
+
+
 def gather_objects(value) -> list:
     """Every process's ``value`` (any picklable object), in process order, on every process; every process must
     call it. ``[value]`` in a single-process run. The bytes travel between the run's own processes only."""
@@ -118,20 +127,11 @@ def gather_objects(value) -> list:
     from jax.experimental import multihost_utils
 
     data = np.frombuffer(pickle.dumps(value), np.uint8)
-    sizes = np.asarray(multihost_utils.process_allgather(np.int64(data.size)))
-    padded = np.zeros(int(sizes.max()), np.uint8)
+    sizes = counts(data.size)
+    padded = np.zeros(max(sizes), np.uint8)
     padded[:data.size] = data
     every = np.asarray(multihost_utils.process_allgather(padded))  # (processes, longest)
-    return [pickle.loads(every[q, :int(size)].tobytes()) for q, size in enumerate(sizes)]
-
-
-def counts(count: int) -> list[int]:
-    """Every process's ``count``, in process order, on every process (every process must call it)."""
-    if jax.process_count() == 1:
-        return [int(count)]
-    from jax.experimental import multihost_utils
-
-    return [int(c) for c in np.asarray(multihost_utils.process_allgather(np.int64(count))).reshape(-1)]
+    return [pickle.loads(every[q, :size].tobytes()) for q, size in enumerate(sizes)]
 
 
 def gather_rows(rows: dict[int, np.ndarray], count: int, shape: tuple, dtype=np.uint8) -> list[np.ndarray]:
