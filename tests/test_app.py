@@ -251,7 +251,10 @@ def test_the_page_in_a_browser(served, browser, tmp_path):
     wait_for(lambda: "1 face(s) found" in status(), 60, "the face in the photo")
     browser.find_element(By.ID, "run").click()
     wait_for(lambda: "face(s) of the photo restored" in status(), what="the photo")
+    # The status and the pictures render separately (CI once saw the status before the pictures): wait for them too.
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#before_after img")) == 2, 30, "the before/after")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#before_after img")) == 2
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#results img")) == 5, 30, "the photo's faces")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#results img")) == 5  # LR | bicubic | 2 seeds | std
 
     tabs["Demo face"].click()
