@@ -19,7 +19,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from dpi_jax import distributed, train_lib, validation
+from dpi_jax import compile_cache, distributed, train_lib, validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
@@ -40,6 +40,7 @@ def main(argv):
 
     def validated_train():
         distributed.initialize(**distributed.launch_from_flags())
+        compile_cache.enable()  # a resumed run loads its train step instead of compiling it again
         validation.check_training(config)
         stop = train_lib.StopRequest()
         train_lib.train(config, config.workdir, stop=stop, allow_config_change=_ALLOW_CONFIG_CHANGE.value)

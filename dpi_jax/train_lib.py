@@ -110,7 +110,8 @@ def initial_params(config: ml_collections.ConfigDict, model):
     ``fold_in(PRNGKey(seed), INIT_FOLD)``."""
     if not config.get("init_from"):
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), INIT_FOLD)
-        return model.init(key, *model.example_inputs())["params"]
+        # One compiled program: op by op, a UNet's initialisation dispatches (and compiles) hundreds of small ops.
+        return jax.jit(model.init)(key, *model.example_inputs())["params"]
     _, stored, params = checkpoint.load_model(config.init_from, config.model.kind, "config.init_from")
     wanted = checkpoint.json_config(dict(config.model.config))
     differing = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))

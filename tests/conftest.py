@@ -1,10 +1,32 @@
-"""Fixtures shared by the fault tests (helpers: tests/fault_kit.py)."""
+"""The session's compilation cache, and fixtures shared by the fault tests (helpers: tests/fault_kit.py)."""
+
+import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dpi_jax import checkpoint
+from dpi_jax import checkpoint, compile_cache
+
+_SESSION_CACHE = []  # the cache folder this session made (removed at its end)
+
+
+def pytest_configure(config):
+    """One persistent compilation cache (dpi_jax.compile_cache) for the whole session, in this process and in every
+    tool the tests launch: a program that several tests compile (the tiny sampler, a train step, the metric
+    networks), in-process or in a subprocess, is compiled once. The folder is new for every session (so a run here
+    measures what CI measures), unless DPI_JAX_CACHE_DIR is set; pytest-xdist's workers inherit it."""
+    if compile_cache.ENV not in os.environ:
+        _SESSION_CACHE.append(tempfile.mkdtemp(prefix="dpi_jax_test_xla_"))
+        os.environ[compile_cache.ENV] = _SESSION_CACHE[0]
+    compile_cache.enable()
+
+
+def pytest_unconfigure(config):
+    for folder in _SESSION_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
 from tests.fault_kit import face, huge_png, random_params
 from tests.reference import TRAJ_ADM, TRAJ_CRT
 

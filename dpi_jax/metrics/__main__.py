@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from dpi_jax import validation
+from dpi_jax import compile_cache, validation
 
 WEIGHTS = {"fid": "checkpoints/metrics/fid_inception", "stats": "checkpoints/metrics/fid_inception",
            "is": "checkpoints/metrics/fid_inception", "lpips": "checkpoints/metrics/lpips_alex",
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    compile_cache.enable()
     if args.command in ("fid", "stats", "is"):
         from dpi_jax.metrics import fid, inception
         params = inception.load_inception(args.weights)
