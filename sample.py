@@ -4,28 +4,19 @@
 
 Any config field can be overridden on the command line (``--config.tau=200``). See dpi_jax/sample_lib.py. The config
 is checked before any model is loaded (dpi_jax/validation.py); a setup error exits with status 2 and one line
-``error: ...`` on stderr (``--verbose`` adds the traceback).
+``error: ...`` on stderr (``--verbose`` adds the traceback; dpi_jax/cli.py).
 """
 
-import sys
+from dpi_jax import cli, distributed, sample_lib
 
-from absl import app, flags
-
-from dpi_jax import distributed, sample_lib, validation
-
-_CONFIG = validation.define_config_file("config", "configs/demo.py", "Sampling configuration file.")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
+_CONFIG = cli.define_config_file("config", "configs/demo.py", "Sampling configuration file.")
 distributed.define_flags()
 
 
-def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
-    overrides = validation.command_line_overrides()
-    sys.exit(sample_lib.main(_CONFIG.value, verbose=_VERBOSE.value, overrides=overrides,
-                             launch=distributed.launch_from_flags()))
+def main():
+    sample_lib.run_from_config(_CONFIG.value, overrides=cli.command_line_overrides(),
+                               launch=distributed.launch_from_flags())
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=validation.parse_flags)
+    cli.run(main)

@@ -8,21 +8,19 @@ crash left unfinished). A rerun whose config differs from the workdir's config.j
 data, task, diffusion, loss, seed, optimiser...) is refused, listing the fields, unless ``--allow_config_change``; a
 second training in a workdir that one is running in is refused. See dpi_jax/train_lib.py for what the workdir holds;
 ``<workdir>/model`` is what sample.py loads. The config is checked first (dpi_jax/validation.py); a setup error exits
-with status 2 and one line ``error: ...`` on stderr (``--verbose`` adds the traceback). SIGINT (Ctrl-C) or SIGTERM
-during the steps checkpoints, then exits with status 130 or 143 (128 + the signal's number).
+with status 2 and one line ``error: ...`` on stderr (``--verbose`` adds the traceback; dpi_jax/cli.py). SIGINT
+(Ctrl-C) or SIGTERM during the steps checkpoints, then exits with status 130 or 143 (128 + the signal's number).
 """
 
 import logging
-import sys
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from dpi_jax import compile_cache, distributed, train_lib, validation
+from dpi_jax import cli, compile_cache, distributed, train_lib, validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a workdir even when the config differs from its config.json in fields that "
     "change what is trained (config.json then holds the new config).")
@@ -30,24 +28,17 @@ distributed.define_flags()
 flags.mark_flags_as_required(["config"])
 
 
-def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+def main() -> int:
     config = _CONFIG.value
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
     logging.getLogger("dpi_jax").setLevel(logging.INFO)
-
-    def validated_train():
-        distributed.initialize(**distributed.launch_from_flags())
-        compile_cache.enable()  # a resumed run loads its train step instead of compiling it again
-        validation.check_training(config)
-        stop = train_lib.StopRequest()
-        train_lib.train(config, config.workdir, stop=stop, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
-        return stop.exit_status  # 0, or 128 + the number of the signal that stopped the run
-
-    sys.exit(validation.run_cli(validated_train, verbose=_VERBOSE.value))
+    distributed.initialize(**distributed.launch_from_flags())
+    compile_cache.enable()  # a resumed run loads its train step instead of compiling it again
+    validation.check_training(config)
+    stop = train_lib.StopRequest()
+    train_lib.train(config, config.workdir, stop=stop, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+    return stop.exit_status  # 0, or 128 + the number of the signal that stopped the run
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=validation.parse_flags)
+    cli.run(main)

@@ -38,10 +38,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
-from dpi_jax import compile_cache, diffusion, inference, sampler, validation
+from dpi_jax import cli, compile_cache, diffusion, inference, sampler, validation
 from dpi_jax.errors import InputError
 from dpi_jax.models import ADM, CRT, CRT_256, FFHQ_10M
 
@@ -327,7 +327,7 @@ def side_by_side(reference: str, batch: int, steps: int, repeats: int, tiny: boo
 
 def define_flags() -> None:
     """The command line's flags, defined by the entry point (importing dpi_jax.bench defines none)."""
-    validation.define_config_file("config", "configs/x8.py", "Sampling config (tau, s, omega, k).")
+    cli.define_config_file("config", "configs/x8.py", "Sampling config (tau, s, omega, k).")
     flags.DEFINE_integer("batch", 1, "Images per batch.", lower_bound=1)
     flags.DEFINE_integer("steps", 20, "Sampler steps (respacing of the 1000-step schedule).", lower_bound=1)
     flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype of the networks.")
@@ -341,39 +341,26 @@ def define_flags() -> None:
     flags.DEFINE_string("reference", None, "A checkout of the authors' DPI repository: time it side by side.")
     flags.DEFINE_string("manifest", "tests/fixtures/reference/checkpoint_manifests.json",
                         "The reference's model configs (ffhq_10m, crt_256), for --reference.")
-    flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
 
 
-def main(argv):
-    """The command line: a bad config or flag exits with status 2 and one line ``error: ...`` on stderr."""
-    from dpi_jax import validation
-
-    if len(argv) > 1:
-        print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
-
-    def measure():
-        compile_cache.enable()
-        if FLAGS.reference:
-            print(json.dumps(side_by_side(FLAGS.reference, FLAGS.batch, FLAGS.steps, FLAGS.repeats, FLAGS.tiny,
-                                          FLAGS.manifest)))
-            return
-        validation.check_sampling(FLAGS.config)
-        dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[FLAGS.dtype]
-        figures = run(FLAGS.config, FLAGS.batch, FLAGS.steps, dtype, FLAGS.tiny, FLAGS.repeats,
-                      FLAGS.compile_only)
-        if FLAGS.sweep and not FLAGS.compile_only:
-            batches = tuple(int(b) for b in FLAGS.sweep_batches)
-            figures["sweep"] = sweep(FLAGS.config, FLAGS.steps, dtype, FLAGS.tiny, FLAGS.repeats, FLAGS.seeds,
-                                     batches)
-            figures |= memory_figures()
-        print(json.dumps(figures))
-
-    sys.exit(validation.run_cli(measure, verbose=FLAGS.verbose))
+def main():
+    """The command line's work (:func:`dpi_jax.cli.run`): a bad config or flag exits with status 2 and one line
+    ``error: ...`` on stderr."""
+    compile_cache.enable()
+    if FLAGS.reference:
+        print(json.dumps(side_by_side(FLAGS.reference, FLAGS.batch, FLAGS.steps, FLAGS.repeats, FLAGS.tiny,
+                                      FLAGS.manifest)))
+        return
+    validation.check_sampling(FLAGS.config)
+    dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[FLAGS.dtype]
+    figures = run(FLAGS.config, FLAGS.batch, FLAGS.steps, dtype, FLAGS.tiny, FLAGS.repeats, FLAGS.compile_only)
+    if FLAGS.sweep and not FLAGS.compile_only:
+        batches = tuple(int(b) for b in FLAGS.sweep_batches)
+        figures["sweep"] = sweep(FLAGS.config, FLAGS.steps, dtype, FLAGS.tiny, FLAGS.repeats, FLAGS.seeds, batches)
+        figures |= memory_figures()
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
-    from dpi_jax.validation import parse_flags
-
     define_flags()
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main)

@@ -1,7 +1,7 @@
 """One error model for every tool of dpi-jax.
 
 A :class:`DPIError` is a problem of what the user gave: a config field, a file, a folder, a checkpoint, a
-state_dict, an upload. Every command-line tool (:func:`dpi_jax.validation.run_cli`) prints such an error as one line
+state_dict, an upload. Every command-line tool (:func:`dpi_jax.cli.run_cli`) prints such an error as one line
 ``error: <message>`` and exits with status 2; so it does for an ``OSError`` (a missing file, no permission, a full
 disk: the machine, not the program). Anything else is a bug of the program: its traceback is printed and the tool
 exits with status 1.

@@ -87,9 +87,9 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--verbose", action="store_true", help="print the traceback of an error")
     args = parser.parse_args(argv)
-    from dpi_jax import validation
+    from dpi_jax import cli
 
-    return validation.run_cli(lambda: _convert(args), verbose=args.verbose)
+    return cli.run_cli(lambda: _convert(args), verbose=args.verbose)
 
 
 def _port_metric_network(args) -> Path:
@@ -113,7 +113,7 @@ def _port_metric_network(args) -> Path:
 
 
 def _convert(args) -> int:
-    """What main does once the arguments are parsed; errors propagate to ``validation.run_cli`` (exit status 2)."""
+    """What main does once the arguments are parsed; errors propagate to ``cli.run_cli`` (exit status 2)."""
     if args.scale is not None and args.scale < 1:
         raise PortError(f"--scale {args.scale}: must be a positive integer")
     if args.model in METRIC_MODELS:

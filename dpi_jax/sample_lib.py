@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dpi_jax import compile_cache, diffusion, distributed, folders, images, validation
+from dpi_jax import cli, compile_cache, diffusion, distributed, folders, images, validation
 from dpi_jax.inference import (  # noqa: F401  (the engine's names, as sample_lib offered them before)
     CRT_HELP,
     GRID_SEEDS,
@@ -177,25 +177,27 @@ def shadowed_overrides(config: ml_collections.ConfigDict, overrides=()) -> list[
     return problems
 
 
-def main(config: ml_collections.ConfigDict, verbose: bool = False, overrides=(), launch: dict | None = None) -> int:
-    """Validate the config (:func:`dpi_jax.validation.check_sampling`, before any model is loaded) and run; a setup
-    error gives exit status 2 and one line ``error: ...`` on stderr, the traceback only with ``verbose``.
-    ``overrides``: the dotted fields set on the command line (refused where a run would ignore them). ``launch``:
-    the arguments of :func:`dpi_jax.distributed.initialize` (a multi-process run when they name one)."""
-    def validated_run():
-        distributed.initialize(**(launch or {}))
-        compile_cache.enable()
-        problems = shadowed_overrides(config, overrides)
-        if problems:
-            raise validation.ConfigError(problems)
-        runs = expand_runs(config)
-        for name, run_config in runs:
-            try:
-                validation.check_sampling(run_config)
-            except validation.ConfigError as err:
-                if not name:
-                    raise
-                raise validation.ConfigError([f"{p} (in run {name})" for p in err.problems]) from None
-        run(config, runs)
+def run_from_config(config: ml_collections.ConfigDict, overrides=(), launch: dict | None = None) -> None:
+    """sample.py's work: validate the config (:func:`dpi_jax.validation.check_sampling`, before any model is loaded),
+    then run it. ``overrides``: the dotted fields set on the command line (refused where a run would ignore them).
+    ``launch``: the arguments of :func:`dpi_jax.distributed.initialize` (a multi-process run when they name one)."""
+    distributed.initialize(**(launch or {}))
+    compile_cache.enable()
+    problems = shadowed_overrides(config, overrides)
+    if problems:
+        raise validation.ConfigError(problems)
+    runs = expand_runs(config)
+    for name, run_config in runs:
+        try:
+            validation.check_sampling(run_config)
+        except validation.ConfigError as err:
+            if not name:
+                raise
+            raise validation.ConfigError([f"{p} (in run {name})" for p in err.problems]) from None
+    run(config, runs)
 
-    return validation.run_cli(validated_run, verbose=verbose)
+
+def main(config: ml_collections.ConfigDict, verbose: bool = False, overrides=(), launch: dict | None = None) -> int:
+    """:func:`run_from_config` as sample.py runs it, returning the exit status (:func:`dpi_jax.cli.run_cli`): 0, or 2
+    and one line ``error: ...`` on stderr for a setup error (the traceback only with ``verbose``)."""
+    return cli.run_cli(lambda: run_from_config(config, overrides, launch), verbose=verbose)

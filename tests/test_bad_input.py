@@ -288,8 +288,8 @@ def test_ctrl_c_while_the_sampler_compiles_exits_130_without_a_crash(tmp_path):
 
 SWALLOWING_TOOL = """
 import sys, time
-from dpi_jax import validation
-validation.INTERRUPT_GRACE_S = 1.0
+from dpi_jax import cli
+cli.INTERRUPT_GRACE_S = 1.0
 
 def swallowing():  # a library that catches BaseException around its work, as orbax's loaders do
     print("ready", file=sys.stderr, flush=True)
@@ -300,7 +300,7 @@ def swallowing():  # a library that catches BaseException around its work, as or
             pass
     print("finished", file=sys.stderr, flush=True)
 
-sys.exit(validation.run_cli(swallowing))
+sys.exit(cli.run_cli(swallowing))
 """
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import crt_demo_x8, ddpm_demo
-from dpi_jax import checkpoint, train_lib, validation
+from dpi_jax import checkpoint, cli, train_lib
 from dpi_jax.models import abstract_params, make_model
 from tests import fault_kit
 from tests.fault_kit import error_line, run_main, sample_config
@@ -65,7 +65,7 @@ def test_nan_and_inf_parameters_are_refused_naming_the_checkpoint(tmp_path, caps
     assert "non-finite values in 2 parameter(s)" in message
     assert "out_2.kernel (2 NaN, 0 Inf of " in message and "input_blocks_0_0.bias (1 NaN, 2 Inf of 32)" in message
     # The command-line tools report it as a setup error: exit 2, one line naming the checkpoint.
-    assert validation.run_cli(lambda: checkpoint.load_module(bad)) == 2
+    assert cli.run_cli(lambda: checkpoint.load_module(bad)) == 2
     assert f"error: checkpoint {bad} is damaged" in capsys.readouterr().err
 
 

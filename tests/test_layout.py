@@ -1,7 +1,7 @@
 """The package's shape and its one error model: no import cycle among the modules of dpi_jax (function-local imports
 count), the core modules import only each other, and every tool reports a user's mistake (a
 :class:`dpi_jax.errors.DPIError` or an ``OSError``) as one line with exit status 2 and a bug with its traceback and
-status 1."""
+status 1 (dpi_jax.cli)."""
 
 import ast
 import subprocess
@@ -88,6 +88,14 @@ def test_the_core_imports_only_the_core():
     assert not outside, outside
 
 
+def test_the_config_rules_import_no_feature_package():
+    """validation.py holds the config rules only: the command line (parsing, exit statuses) is cli.py's, and neither
+    reaches into a feature package (evaluate, photo, metrics, app, demo)."""
+    edges = graph()
+    assert edges["validation"] <= {"errors"}, edges["validation"]
+    assert edges["cli"] <= {"errors", "validation"}, edges["cli"]
+
+
 def test_every_error_of_the_model_is_a_dpi_error_and_keeps_its_builtin_base():
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)]
     assert len(classes) >= 9
@@ -100,11 +108,11 @@ def test_every_error_of_the_model_is_a_dpi_error_and_keeps_its_builtin_base():
 def run_tool(body: str) -> subprocess.CompletedProcess:
     script = textwrap.dedent(f"""
         import sys
-        from dpi_jax import errors, validation
+        from dpi_jax import cli, errors
 
         def fn():
         {textwrap.indent(textwrap.dedent(body), '    ')}
-        sys.exit(validation.run_cli(fn))
+        sys.exit(cli.run_cli(fn))
     """)
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from dpi_jax import folders, train_lib, validation
+from dpi_jax import cli, folders, train_lib
 from tests.reference import ROOT, run_python
 from tests.test_faults import fault_config
 
@@ -46,7 +46,7 @@ def test_rerun_with_another_config_is_refused_before_any_step(tmp_path):
     with pytest.raises(train_lib.ConfigChangedError) as info:
         train_lib.train(changed, workdir)
     message = str(info.value)
-    assert isinstance(info.value, validation.SETUP_ERRORS)  # train.py: "error: ..." and exit status 2
+    assert isinstance(info.value, cli.SETUP_ERRORS)  # train.py: "error: ..." and exit status 2
     assert str(workdir / "config.json") in message
     for change in ("model.config.num_channels: 8 -> 16", "scale: 4 -> 2", "seed: 0 -> 1",
                    "diffusion.beta_schedule: 'linear' -> 'cosine'"):
@@ -139,7 +139,7 @@ def test_second_training_in_a_locked_workdir_fails_at_once(tmp_path):
         with pytest.raises(OSError, match="another training is writing there") as info:
             train_lib.train(small_config(num_steps=2), workdir)
         assert time.perf_counter() - start < 5
-        assert str(workdir) in str(info.value) and isinstance(info.value, validation.SETUP_ERRORS)
+        assert str(workdir) in str(info.value) and isinstance(info.value, cli.SETUP_ERRORS)
         assert list(workdir.iterdir()) == []  # nothing written
     finally:
         os.close(fd)

@@ -16,7 +16,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from dpi_jax import checkpoint, diffusion, images, sampler, validation
+from dpi_jax import checkpoint, cli, diffusion, images, sampler
 from dpi_jax.errors import InputError
 
 
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = images.save_png(args.out, images.make_grid(rows), overwrite=args.overwrite)
         print(f"wrote {path}")
 
-    return validation.run_cli(write, verbose=args.verbose)
+    return cli.run_cli(write, verbose=args.verbose)
 
 
 if __name__ == "__main__":

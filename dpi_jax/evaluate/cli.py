@@ -87,9 +87,9 @@ def run(config: ml_collections.ConfigDict, out_dir, *, metrics=measures.DEFAULT,
 def _define_flags():
     from absl import flags
 
-    from dpi_jax import validation
+    from dpi_jax import cli
 
-    config = validation.define_config_file("config", "configs/demo.py", "Sampling configuration file.")
+    config = cli.define_config_file("config", "configs/demo.py", "Sampling configuration file.")
     flags.DEFINE_string("out", "out/eval", "Folder for metrics.{csv,md,json}, the grids and sweep.png.")
     flags.DEFINE_string("metrics", ",".join(measures.DEFAULT),
                         f"Comma-separated metrics: {', '.join(measures.CHOICES)} (the paper's Table 1: "
@@ -110,7 +110,6 @@ def _define_flags():
                         "of the ground-truth faces (needed without ground truth, config.mode=real).")
     flags.DEFINE_enum("id_descriptor", "fc8", ["fc8", "fc7"], "VGG-Face embedding: fc8 (2622-d, threshold 0.40, "
                       "the DeepFace the paper used) or fc7 (4096-d, threshold 0.68, today's DeepFace).")
-    flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its one-line message.")
     distributed.define_flags()
     # --help lists the key flags of the main module (python -m: dpi_jax/evaluate/__main__.py): make these its own
     for flag in flags.FLAGS.flags_by_module_dict().get(__name__, []) + [flags.FLAGS["config"]]:
@@ -118,32 +117,24 @@ def _define_flags():
     return config, flags.FLAGS
 
 
-def main(argv=None):
-    """The command line; exits with 0, or 2 on a setup error (one line on stderr; --verbose for the traceback)."""
-    from absl import app
-
-    from dpi_jax import validation
+def main():
+    """The command line (:func:`dpi_jax.cli.run`); exits with 0, or 2 on a setup error (one line on stderr;
+    --verbose for the traceback). The config is checked before any model is loaded."""
+    from dpi_jax import cli, validation
 
     config_holder, FLAGS = _define_flags()
 
-    def _main(args):
-        if len(args) > 1:
-            print(f"error: unexpected arguments: {args[1:]}", file=sys.stderr)
-            return 2
+    def validated_run():
+        distributed.initialize(**distributed.launch_from_flags())
+        compile_cache.enable()
+        validation.check_sampling(config_holder.value)
+        images.check_output_dir(FLAGS.out)
+        weights = {"lpips": FLAGS.lpips_weights, "fid": FLAGS.fid_weights, "id": FLAGS.id_weights,
+                   "musiq": FLAGS.musiq_weights, "clipiqa": FLAGS.clipiqa_weights}
+        metrics = TABLE4_METRICS if FLAGS.ablation and not FLAGS["metrics"].present else FLAGS.metrics
+        run(config_holder.value, FLAGS.out, metrics=metrics, sweeps=FLAGS.sweep,
+            crt_ablation=not FLAGS.no_crt_ablation, ablation=FLAGS.ablation, ablation_k=FLAGS.ablation_k,
+            overwrite=FLAGS.overwrite, weights=weights,
+            fid_reference=FLAGS.fid_reference, id_descriptor=FLAGS.id_descriptor)
 
-        def validated_run():  # the config is checked before any model is loaded
-            distributed.initialize(**distributed.launch_from_flags())
-            compile_cache.enable()
-            validation.check_sampling(config_holder.value)
-            images.check_output_dir(FLAGS.out)
-            weights = {"lpips": FLAGS.lpips_weights, "fid": FLAGS.fid_weights, "id": FLAGS.id_weights,
-                       "musiq": FLAGS.musiq_weights, "clipiqa": FLAGS.clipiqa_weights}
-            metrics = TABLE4_METRICS if FLAGS.ablation and not FLAGS["metrics"].present else FLAGS.metrics
-            run(config_holder.value, FLAGS.out, metrics=metrics, sweeps=FLAGS.sweep,
-                crt_ablation=not FLAGS.no_crt_ablation, ablation=FLAGS.ablation, ablation_k=FLAGS.ablation_k,
-                overwrite=FLAGS.overwrite, weights=weights,
-                fid_reference=FLAGS.fid_reference, id_descriptor=FLAGS.id_descriptor)
-
-        return validation.run_cli(validated_run, verbose=FLAGS.verbose)
-
-    app.run(_main, argv=argv, flags_parser=validation.parse_flags)  # exits with _main's status
+    cli.run(validated_run)

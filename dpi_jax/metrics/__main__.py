@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from dpi_jax import compile_cache, validation
+from dpi_jax import cli, compile_cache
 
 WEIGHTS = {"fid": "checkpoints/metrics/fid_inception", "stats": "checkpoints/metrics/fid_inception",
            "is": "checkpoints/metrics/fid_inception", "lpips": "checkpoints/metrics/lpips_alex",
@@ -107,7 +107,7 @@ def _run(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    return validation.run_cli(lambda: _run(args), verbose=args.verbose)
+    return cli.run_cli(lambda: _run(args), verbose=args.verbose)
 
 
 if __name__ == "__main__":
