@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 
 from dpi_jax import checkpoint, compile_cache
+from tests.fault_kit import face, huge_png, random_params
+from tests.reference import TRAJ_ADM, TRAJ_CRT
 
 _SESSION_CACHE = []  # the cache folder this session made (removed at its end)
 
@@ -27,8 +29,6 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     for folder in _SESSION_CACHE:
         shutil.rmtree(folder, ignore_errors=True)
-from tests.fault_kit import face, huge_png, random_params
-from tests.reference import TRAJ_ADM, TRAJ_CRT
 
 
 @pytest.fixture(scope="session")

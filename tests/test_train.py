@@ -201,7 +201,7 @@ from tests.test_train import tiny_config
 config = tiny_config()
 model, schedule = train_lib.build_model(config), train_lib.make_schedule(config)
 optimizer = train_lib.make_optimizer(config)
-params = train_lib.initial_params(config, model)
+params = jax.device_get(train_lib.initial_params(config, model))  # on the host: the train step donates its state
 batch = data.batch_at(data.SynthSource("train", 32, 50), 0, 8, seed=0, scale=4)
 results = {}
 for n in (1, 4):  # the first device alone, then all four (one process: one start-up and one initialisation)
