@@ -11,10 +11,18 @@ Every tool (``sample.py``, ``train.py``, ``python -m dpi_jax.evaluate`` / ``benc
 - 130 and ``error: interrupted`` for Ctrl-C, whatever a library does with the KeyboardInterrupt
   (:func:`ctrl_c_ends_the_run`).
 
-The tools with a config file (absl flags and ml_collections) start with :func:`run`: :func:`parse_flags` makes a bad
-flag, an unloadable config file or an unknown config field (``--config.tua=1``: "did you mean 'tau'?") one line
-``error: ...`` and status 2 before anything is loaded, unexpected positional arguments are refused, and ``--verbose``
-is defined once here. The config rules themselves are :mod:`dpi_jax.validation`'s.
+Every tool parses its command line with absl flags, in one of two templates:
+
+- the tools with a config file (ml_collections: ``sample.py``, ``train.py``, ``evaluate``, ``bench``, ``app``) end
+  with :func:`run`: :func:`parse_flags` makes a bad flag, an unloadable config file or an unknown config field
+  (``--config.tua=1``: "did you mean 'tau'?") one line ``error: ...`` and status 2 before anything is loaded,
+  unexpected positional arguments are refused, and ``--verbose`` is defined once here;
+- the tools with positional arguments (``port``, ``metrics``, ``metrics.bench``, ``demo.prior_samples``,
+  ``demo.synthfaces``) return :func:`main_with_args` from their ``main(argv)``: their flags on a fresh
+  ``FlagValues`` (so that tests can call ``main`` in-process again and again), a bad flag or a wrong number of
+  arguments one line ``error: ...`` and status 2, and ``--verbose`` too.
+
+``--help`` exits 0 everywhere. The config rules themselves are :mod:`dpi_jax.validation`'s.
 """
 
 from __future__ import annotations
@@ -26,16 +34,20 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import ml_collections
 
 from dpi_jax.errors import DPIError
 from dpi_jax.validation import closest_field
 
+if TYPE_CHECKING:
+    from absl import flags
+
 # What a tool reports as "error: <message>" with exit status 2 (dpi_jax.errors); anything else is a bug: traceback, 1.
 SETUP_ERRORS: tuple[type[BaseException], ...] = (DPIError, OSError)
 VERBOSE_HELP = "Print the traceback of an error, not only its one-line message."
+HELP_FLAGS = frozenset({"-?", "-h", "--help", "--helpshort", "--helpfull"})  # absl's; each exits 0
 
 
 def _config_path(argv: list[str], flag: str, default: str | None) -> str | None:
@@ -119,7 +131,7 @@ def parse_flags(argv: list[str], config_flags: tuple[str, ...] = ("config",)) ->
     an unknown config field prints one line ``error: ...`` and exits with status 2."""
     from absl import flags
 
-    if {"-?", "-h", "--help", "--helpshort", "--helpfull"} & set(argv[1:]):
+    if HELP_FLAGS & set(argv[1:]):
         try:  # absl prints the help and exits with 1: a help that was asked for is a success
             flags.FLAGS(argv)
         except SystemExit as exit:
@@ -258,6 +270,41 @@ def run_cli(fn: Callable[[], object], *, verbose: bool = False) -> int:
               file=sys.stderr)
         return _after_error(1)
     return status if isinstance(status, int) else 0
+
+
+def main_with_args(argv: Sequence[str] | None, define: Callable[[flags.FlagValues], None],
+                   program: Callable[..., object], *, prog: str, description: str, positional: Sequence[str],
+                   at_most: int | None = None) -> int:
+    """The main of every tool with positional arguments (``port``, ``metrics``, ``demo.prior_samples`` ...), parsed with
+    absl flags on a fresh ``flags.FlagValues`` so that ``main(argv)`` can run any number of times in one process.
+
+    ``define(fv)`` defines the tool's flags on ``fv`` (``flag_values=fv``); ``--verbose`` is added here. ``argv``:
+    the arguments after the program name (None: ``sys.argv[1:]``), flags and positional arguments mixed. A help flag
+    prints the usage and the flags and returns 0; a bad flag (unknown, bad value, out of bounds, missing) or a wrong
+    number of positional arguments (``len(positional)``, up to ``at_most`` when given) prints one line
+    ``error: ...`` and returns 2. Otherwise returns :func:`run_cli` of ``program(fv, *arguments)``."""
+    from absl import flags
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    fv = flags.FlagValues()
+    define(fv)
+    flags.DEFINE_bool("verbose", False, VERBOSE_HELP, flag_values=fv)
+    if HELP_FLAGS & set(argv):
+        print(f"usage: {' '.join([prog, *positional, '[flags]'])}\n\n{description}\n\n"
+              f"{fv.get_help(include_special_flags=False).strip()}")
+        return 0
+    try:
+        args = fv([prog, *argv])[1:]
+    except flags.Error as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    if not len(positional) <= len(args) <= (len(positional) if at_most is None else at_most):
+        names = " ".join(positional) or "no positional arguments"
+        if at_most is not None:
+            names += f" (at most {at_most} arguments)"
+        print(f"error: {prog} takes {names}; got {args}", file=sys.stderr)
+        return 2
+    return run_cli(lambda: program(fv, *args), verbose=fv["verbose"].value)
 
 
 def run(program: Callable[[], object], *, config_flags: tuple[str, ...] = ("config",)) -> None:

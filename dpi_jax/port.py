@@ -18,11 +18,11 @@ goes into its model.json, where sampling checks it (:func:`dpi_jax.checkpoint.st
 
 from __future__ import annotations
 
-import argparse
 import json
 import runpy
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from flax.traverse_util import flatten_dict
 
@@ -71,25 +71,29 @@ def read_config_file(path) -> dict:
     raise PortError(f"{path}: a model config must be a .json or .py file")
 
 
+def _define_flags(fv):
+    from absl import flags
+
+    flags.DEFINE_string("model", None, f"a preset ({', '.join(PRESETS)}), a metric network "
+                                       f"({', '.join(METRIC_MODELS)}) or a .json/.py file with a guided-diffusion "
+                                       "config", flag_values=fv, required=True)
+    flags.DEFINE_string("heads", None, "lpips_alex/lpips_vgg: the v0.1 linear heads (.pth; default: the ones the "
+                                       "lpips package ships)", flag_values=fv)
+    flags.DEFINE_enum("kind", None, ["adm", "crt"], "network kind for a config file (default adm)", flag_values=fv)
+    flags.DEFINE_integer("scale", None, "a crt: the SR factor it was trained for (e.g. 8), stored in its model.json "
+                                        "so that sampling at another scale is refused (default: not stored, unknown)",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "replace an existing output directory", flag_values=fv)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dpi_jax.port", description=__doc__.split("\n\n")[0])
-    parser.add_argument("src", help="PyTorch checkpoint (.pt)")
-    parser.add_argument("dst", help="output checkpoint directory")
-    parser.add_argument("--model", required=True,
-                        help=f"a preset ({', '.join(PRESETS)}), a metric network ({', '.join(METRIC_MODELS)}) or a "
-                             ".json/.py file with a guided-diffusion config")
-    parser.add_argument("--heads", help="lpips_alex/lpips_vgg: the v0.1 linear heads (.pth; default: the ones the "
-                                        "lpips package ships)")
-    parser.add_argument("--kind", choices=["adm", "crt"], help="network kind for a config file (default adm)")
-    parser.add_argument("--scale", type=int, help="a crt: the SR factor it was trained for (e.g. 8), stored in its "
-                                                  "model.json so that sampling at another scale is refused "
-                                                  "(default: not stored, unknown)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    parser.add_argument("--verbose", action="store_true", help="print the traceback of an error")
-    args = parser.parse_args(argv)
+    """``python -m dpi_jax.port SRC DST --model ...`` (``argv``: the arguments after the program name); the exit
+    status."""
     from dpi_jax import cli
 
-    return cli.run_cli(lambda: _convert(args), verbose=args.verbose)
+    return cli.main_with_args(
+        argv, _define_flags, lambda fv, src, dst: _convert(SimpleNamespace(src=src, dst=dst, **fv.flag_values_dict())),
+        prog="python -m dpi_jax.port", description="\n\n".join(__doc__.split("\n\n")[:2]), positional=("SRC", "DST"))
 
 
 def _port_metric_network(args) -> Path:
@@ -114,8 +118,6 @@ def _port_metric_network(args) -> Path:
 
 def _convert(args) -> int:
     """What main does once the arguments are parsed; errors propagate to ``cli.run_cli`` (exit status 2)."""
-    if args.scale is not None and args.scale < 1:
-        raise PortError(f"--scale {args.scale}: must be a positive integer")
     if args.model in METRIC_MODELS:
         if args.scale is not None:
             raise PortError(f"--scale applies to a crt, not to the metric network {args.model}")

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from dpi_jax import checkpoint
+from tests.fault_kit import error_line
 from tests.reference import ROOT, run_python
 
 WEIGHTS = ROOT / "weights" / "demo"
@@ -67,6 +68,10 @@ def test_prior_samples_command(tmp_path, capsys):
     assert prior_samples.main(args + ["--overwrite"]) == 0
     assert prior_samples.main([str(WEIGHTS / "crt_x8"), str(tmp_path / "x.png")]) == 2
     assert "crt" in capsys.readouterr().err
+    # Flags are checked before anything is loaded: one line, status 2.
+    assert prior_samples.main(args + ["--count", "0"]) == 2
+    assert error_line(capsys.readouterr().err) == "error: flag --count=0: 0 is not a positive integer"
+    assert prior_samples.main(args + ["--var_type", "fixed"]) == 2 and "--var_type" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -148,7 +148,7 @@ def test_port_command_stores_the_crt_scale(tmp_path, capsys):
     assert port.main([src, str(tmp_path / "adm"), "--model", str(config_file), "--scale", "8"]) == 2
     assert "--scale applies to a crt, not to an adm (prior) model" in capsys.readouterr().err
     assert port.main([src, str(tmp_path / "zero"), *args, "--scale", "0"]) == 2
-    assert "--scale 0: must be a positive integer" in capsys.readouterr().err
+    assert error_line(capsys.readouterr().err) == "error: flag --scale=0: 0 is not a positive integer"
     assert not (tmp_path / "adm").exists() and not (tmp_path / "zero").exists()
 
 

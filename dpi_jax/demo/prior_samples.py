@@ -9,7 +9,6 @@ trained with ``learn_sigma=False``, like the demo's); ``--count`` samples from `
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
@@ -17,7 +16,6 @@ import jax
 import numpy as np
 
 from dpi_jax import checkpoint, cli, diffusion, images, sampler
-from dpi_jax.errors import InputError
 
 
 def prior_samples(prior_dir, count: int, *, respacing: str = "1000", var_type: str = "fixed_small",
@@ -32,29 +30,28 @@ def prior_samples(prior_dir, count: int, *, respacing: str = "1000", var_type: s
     return images.to_uint8(np.asarray(run(jax.random.PRNGKey(seed), params)))
 
 
+def _define_flags(fv):
+    from absl import flags
+
+    flags.DEFINE_integer("count", 16, "the number of samples", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("per_row", 8, "samples per row of the grid", lower_bound=1, flag_values=fv)
+    flags.DEFINE_string("respacing", "1000", "steps of the 1000-step schedule: '1000', '250', ...", flag_values=fv)
+    flags.DEFINE_enum("var_type", "fixed_small", diffusion.VAR_TYPES, "the reverse process variance", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "samples from PRNGKey(seed)", flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "replace an existing PNG", flag_values=fv)
+
+
+def _write(fv, prior: str, out: str):
+    samples = prior_samples(prior, fv.count, respacing=fv.respacing, var_type=fv.var_type, seed=fv.seed)
+    rows = [list(samples[i:i + fv.per_row]) for i in range(0, fv.count, fv.per_row)]
+    print(f"wrote {images.save_png(out, images.make_grid(rows), overwrite=fv.overwrite)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dpi_jax.demo.prior_samples", description=__doc__.split("\n")[0])
-    parser.add_argument("prior", help="a prior (adm) checkpoint directory, e.g. weights/demo/prior")
-    parser.add_argument("out", help="the PNG to write")
-    parser.add_argument("--count", type=int, default=16)
-    parser.add_argument("--per_row", type=int, default=8)
-    parser.add_argument("--respacing", default="1000", help="steps of the 1000-step schedule: '1000', '250', ...")
-    parser.add_argument("--var_type", default="fixed_small", choices=diffusion.VAR_TYPES)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
-    parser.add_argument("--verbose", action="store_true", help="print the traceback of an error")
-    args = parser.parse_args(argv)
-
-    def write():
-        if args.count < 1 or args.per_row < 1:
-            raise InputError(f"--count {args.count} and --per_row {args.per_row} must be >= 1")
-        samples = prior_samples(args.prior, args.count, respacing=args.respacing, var_type=args.var_type,
-                                seed=args.seed)
-        rows = [list(samples[i:i + args.per_row]) for i in range(0, args.count, args.per_row)]
-        path = images.save_png(args.out, images.make_grid(rows), overwrite=args.overwrite)
-        print(f"wrote {path}")
-
-    return cli.run_cli(write, verbose=args.verbose)
+    """``python -m dpi_jax.demo.prior_samples PRIOR OUT [flags]`` (``argv``: the arguments after the program name);
+    the exit status."""
+    return cli.main_with_args(argv, _define_flags, _write, prog="python -m dpi_jax.demo.prior_samples",
+                              description=__doc__.strip(), positional=("PRIOR", "OUT"))
 
 
 if __name__ == "__main__":

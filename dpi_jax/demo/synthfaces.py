@@ -23,7 +23,6 @@ Its speed is in the README (the demo's section).
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import dataclasses
 import math
@@ -672,22 +671,31 @@ def write_pngs(directory: str | os.PathLike, split: str = "heldout", count: int 
     return _write_pngs(directory, split, count, size, start, overwrite)[0]
 
 
+def _define_flags(fv) -> None:
+    from absl import flags
+
+    flags.DEFINE_enum("split", "heldout", sorted(_SPLITS), "the split whose seeds to draw", flag_values=fv)
+    flags.DEFINE_integer("count", 16, "the number of faces", lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("size", 64, "their side, in pixels", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("start", 0, "offset of the first seed within the split", lower_bound=0, flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "replace files that already exist", flag_values=fv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dpi_jax.demo.synthfaces",
-                                     description="Write synthetic cartoon faces as PNG files.")
-    parser.add_argument("out_dir", help="folder to write <split>_<seed>.png into (created if needed)")
-    parser.add_argument("--split", default="heldout", choices=sorted(_SPLITS))
-    parser.add_argument("--count", type=int, default=16)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--start", type=int, default=0, help="offset of the first seed within the split")
-    parser.add_argument("--overwrite", action="store_true", help="replace files that already exist")
-    args = parser.parse_args(argv)
-    try:
-        paths, written = _write_pngs(args.out_dir, args.split, args.count, args.size, args.start, args.overwrite)
-    except ValueError as e:
-        parser.error(str(e))
-    print(f"wrote {written} files to {args.out_dir} ({len(paths) - written} existing kept)")
-    return 0
+    """``python -m dpi_jax.demo.synthfaces OUT_DIR [flags]`` (``argv``: the arguments after the program name); the
+    exit status. OUT_DIR: the folder to write ``<split>_<seed>.png`` into (created if needed)."""
+    from dpi_jax import cli
+    from dpi_jax.errors import InputError
+
+    def write(fv, out_dir: str):
+        try:
+            paths, written = _write_pngs(out_dir, fv.split, fv.count, fv.size, fv.start, fv.overwrite)
+        except ValueError as err:  # a split's end passed: the user's numbers
+            raise InputError(str(err)) from err
+        print(f"wrote {written} files to {out_dir} ({len(paths) - written} existing kept)")
+
+    return cli.main_with_args(argv, _define_flags, write, prog="python -m dpi_jax.demo.synthfaces",
+                              description="Write synthetic cartoon faces as PNG files.", positional=("OUT_DIR",))
 
 
 if __name__ == "__main__":

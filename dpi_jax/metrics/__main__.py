@@ -14,9 +14,9 @@ nothing is downloaded. One result line is printed (and ``--json`` adds the full 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from types import SimpleNamespace
 
 from dpi_jax import cli, compile_cache
 
@@ -26,40 +26,29 @@ WEIGHTS = {"fid": "checkpoints/metrics/fid_inception", "stats": "checkpoints/met
            "clipiqa": "checkpoints/metrics/clipiqa"}
 
 
-def _at_least_one(text: str) -> int:
-    """An integer >= 1 (argparse then names the option and exits with status 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+# Each command: its positional arguments (the names _run reads) and what it computes.
+COMMANDS = {"fid": (("path_a", "path_b"), "FID between two folders or .npz files"),
+            "stats": (("folder", "output"), "FID statistics of a folder, as .npz"),
+            "lpips": (("dir_a", "dir_b"), "LPIPS between same-named images"),
+            "is": (("folder",), "Inception Score of a folder"),
+            "id": (("sr_dir", "gt_dir"), "face-identity ACC/CS of same-named images"),
+            "musiq": (("folder",), "MUSIQ (KonIQ) of every image of a folder"),
+            "clipiqa": (("folder",), "CLIP-IQA of every image of a folder")}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dpi_jax.metrics", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, paths, help_text in (("fid", ("path_a", "path_b"), "FID between two folders or .npz files"),
-                                   ("stats", ("folder", "output"), "FID statistics of a folder, as .npz"),
-                                   ("lpips", ("dir_a", "dir_b"), "LPIPS between same-named images"),
-                                   ("is", ("folder",), "Inception Score of a folder"),
-                                   ("id", ("sr_dir", "gt_dir"), "face-identity ACC/CS of same-named images"),
-                                   ("musiq", ("folder",), "MUSIQ (KonIQ) of every image of a folder"),
-                                   ("clipiqa", ("folder",), "CLIP-IQA of every image of a folder")):
-        sub = commands.add_parser(name, help=help_text)
-        for path in paths:
-            sub.add_argument(path)
-        sub.add_argument("--weights", default=WEIGHTS[name], help=f"ported checkpoint (default {WEIGHTS[name]})")
-        sub.add_argument("--batch_size", type=_at_least_one, default=8 if name == "musiq" else 50)
-        sub.add_argument("--json", action="store_true", help="also print the whole result as JSON")
-        sub.add_argument("--verbose", action="store_true", help="print the traceback of an error")
-        if name == "is":
-            sub.add_argument("--splits", type=_at_least_one, default=10)
-        if name == "id":
-            sub.add_argument("--descriptor", choices=["fc8", "fc7"], default="fc8",
-                             help="fc8: 2622-d, threshold 0.40 (the DeepFace of the paper); fc7: 4096-d, 0.68")
-    return parser
+def _define_flags(fv, command: str):
+    """The flags of ``command`` on ``fv``."""
+    from absl import flags
+
+    flags.DEFINE_string("weights", WEIGHTS[command], f"ported checkpoint (default {WEIGHTS[command]})", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 8 if command == "musiq" else 50, "images per batch", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_bool("json", False, "also print the whole result as JSON", flag_values=fv)
+    if command == "is":
+        flags.DEFINE_integer("splits", 10, "the number of splits", lower_bound=1, flag_values=fv)
+    if command == "id":
+        flags.DEFINE_enum("descriptor", "fc8", ["fc8", "fc7"],
+                          "fc8: 2622-d, threshold 0.40 (the DeepFace of the paper); fc7: 4096-d, 0.68", flag_values=fv)
 
 
 def _run(args) -> int:
@@ -106,8 +95,28 @@ def _run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    return cli.run_cli(lambda: _run(args), verbose=args.verbose)
+    """``python -m dpi_jax.metrics COMMAND PATHS... [flags]`` (``argv``: the arguments after the program name); the
+    exit status. The command is the first argument that is not a flag; the rest is parsed with its flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command is None and cli.HELP_FLAGS & set(argv):
+        print(f"usage: python -m dpi_jax.metrics COMMAND PATHS... [flags]\n\n{__doc__.strip()}\n\n"
+              "python -m dpi_jax.metrics COMMAND --help: the flags of COMMAND")
+        return 0
+    if command not in COMMANDS:
+        problem = "no command" if command is None else f"unknown command {command!r}"
+        print(f"error: python -m dpi_jax.metrics: {problem}; the commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    paths, description = COMMANDS[command]
+    rest = list(argv)
+    rest.remove(command)
+
+    def program(fv, *values):
+        return _run(SimpleNamespace(command=command, **dict(zip(paths, values, strict=True)), **fv.flag_values_dict()))
+
+    return cli.main_with_args(rest, lambda fv: _define_flags(fv, command), program,
+                              prog=f"python -m dpi_jax.metrics {command}", description=description,
+                              positional=[path.upper() for path in paths])
 
 
 if __name__ == "__main__":

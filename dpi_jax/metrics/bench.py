@@ -14,12 +14,13 @@ MUSIQ and CLIP-IQA are timed against ``tests/iqa_reference.py`` (a torch transcr
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import jax
 import numpy as np
+
+METRICS = ("lpips", "fid", "musiq", "clipiqa")  # what --metrics may name
 
 
 def _timed(fn):
@@ -117,15 +118,27 @@ def _no_reference_metric(name: str, images: np.ndarray, batch_size: int) -> dict
             f"{name}_max_rel_diff": float(np.abs(ours - ref_values).max() / np.abs(ref_values).max())}
 
 
+def _define_flags(fv):
+    from absl import flags
+
+    flags.DEFINE_integer("images", 1000, "random images on each side", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("size", 256, "their side, in pixels", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("batch_size", 50, "images per batch", lower_bound=1, flag_values=fv)
+    flags.DEFINE_list("metrics", "lpips,fid", f"{', '.join(METRICS)} (comma-separated)", flag_values=fv)
+    flags.register_validator("metrics", lambda names: set(names) <= set(METRICS), flag_values=fv,
+                             message=f"the metrics are {', '.join(METRICS)}")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dpi_jax.metrics.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--batch_size", type=int, default=50)
-    parser.add_argument("--metrics", default="lpips,fid", help="lpips, fid, musiq, clipiqa (comma-separated)")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(args.images, args.size, args.batch_size, tuple(args.metrics.split(",")))))
-    return 0
+    """``python -m dpi_jax.metrics.bench [flags]`` (``argv``: the arguments after the program name); the exit
+    status."""
+    from dpi_jax import cli
+
+    def program(fv):
+        print(json.dumps(run(fv.images, fv.size, fv.batch_size, tuple(fv.metrics))))
+
+    return cli.main_with_args(argv, _define_flags, program, prog="python -m dpi_jax.metrics.bench",
+                              description=__doc__.split("\n\n")[0], positional=())
 
 
 if __name__ == "__main__":
