@@ -18,7 +18,7 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from dpi_jax import cli, compile_cache, distributed, train_lib, validation
+from dpi_jax import cli, distributed, train_lib, validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
@@ -33,7 +33,6 @@ def main() -> int:
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
     logging.getLogger("dpi_jax").setLevel(logging.INFO)
     distributed.initialize(**distributed.launch_from_flags())
-    compile_cache.enable()  # a resumed run loads its train step instead of compiling it again
     validation.check_training(config)
     stop = train_lib.StopRequest()
     train_lib.train(config, config.workdir, stop=stop, allow_config_change=_ALLOW_CONFIG_CHANGE.value)

@@ -41,7 +41,7 @@ import numpy as np
 from absl import flags
 from tqdm import tqdm
 
-from dpi_jax import cli, compile_cache, diffusion, inference, sampler, validation
+from dpi_jax import cli, diffusion, inference, sampler, validation
 from dpi_jax.errors import InputError
 from dpi_jax.models import ADM, CRT, CRT_256, FFHQ_10M
 
@@ -346,7 +346,6 @@ def define_flags() -> None:
 def main():
     """The command line's work (:func:`dpi_jax.cli.run`): a bad config or flag exits with status 2 and one line
     ``error: ...`` on stderr."""
-    compile_cache.enable()
     if FLAGS.reference:
         print(json.dumps(side_by_side(FLAGS.reference, FLAGS.batch, FLAGS.steps, FLAGS.repeats, FLAGS.tiny,
                                       FLAGS.manifest)))

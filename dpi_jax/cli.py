@@ -22,7 +22,8 @@ Every tool parses its command line with absl flags, in one of two templates:
   ``FlagValues`` (so that tests can call ``main`` in-process again and again), a bad flag or a wrong number of
   arguments one line ``error: ...`` and status 2, and ``--verbose`` too.
 
-``--help`` exits 0 everywhere. The config rules themselves are :mod:`dpi_jax.validation`'s.
+``--help`` exits 0 everywhere. Both templates switch on the persistent compilation cache
+(:mod:`dpi_jax.compile_cache`) before the work starts. The config rules themselves are :mod:`dpi_jax.validation`'s.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import ml_collections
 
+from dpi_jax import compile_cache
 from dpi_jax.errors import DPIError
 from dpi_jax.validation import closest_field
 
@@ -304,6 +306,7 @@ def main_with_args(argv: Sequence[str] | None, define: Callable[[flags.FlagValue
             names += f" (at most {at_most} arguments)"
         print(f"error: {prog} takes {names}; got {args}", file=sys.stderr)
         return 2
+    compile_cache.enable()
     return run_cli(lambda: program(fv, *args), verbose=fv["verbose"].value)
 
 
@@ -321,6 +324,7 @@ def run(program: Callable[[], object], *, config_flags: tuple[str, ...] = ("conf
     def main(argv: list[str]):
         if len(argv) > 1:
             _fail(f"unexpected arguments: {argv[1:]}", 2)
+        compile_cache.enable()
         sys.exit(run_cli(program, verbose=flags.FLAGS.verbose))
 
     app.run(main, flags_parser=lambda argv: parse_flags(argv, config_flags))

@@ -1,12 +1,13 @@
 """JAX's persistent compilation cache for the command-line tools, so that a second run of the same program loads
 XLA's compiled executable instead of compiling it again (the full-size sampler takes about 12 s to compile on CPU).
 
-``sample.py`` (also in photo mode), ``train.py``, ``python -m dpi_jax.evaluate``, ``python -m dpi_jax.metrics``, the
-page and ``python -m dpi_jax.bench`` call :func:`enable` before their first computation. The cache lives in
-``$DPI_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/dpi_jax/xla``, else ``~/.cache/dpi_jax/xla``;
-``DPI_JAX_CACHE_DIR=off`` switches it off. Programs that compile in under :data:`MIN_COMPILE_SECONDS` are not
-written (the many tiny helper programs). A library user who wants it calls :func:`enable` too; importing dpi_jax
-does not. The test session uses one fresh cache folder for itself and every tool it launches (tests/conftest.py).
+Every command-line tool (``sample.py``, also in photo mode, ``train.py``, ``python -m dpi_jax.evaluate`` /
+``metrics`` / ``bench`` / ``app`` ...) calls :func:`enable` before its work starts, in :mod:`dpi_jax.cli`'s
+templates. The cache lives in ``$DPI_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/dpi_jax/xla``, else
+``~/.cache/dpi_jax/xla``; ``DPI_JAX_CACHE_DIR=off`` switches it off. Programs that compile in under
+:data:`MIN_COMPILE_SECONDS` are not written (the many tiny helper programs). A library user who wants it calls
+:func:`enable` too; importing dpi_jax does not. The test session uses one fresh cache folder for itself and every
+tool it launches (tests/conftest.py).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dpi_jax import cli, compile_cache, diffusion, distributed, folders, images, validation
+from dpi_jax import cli, diffusion, distributed, folders, images, validation
 from dpi_jax.inference import (  # noqa: F401  (the engine's names, as sample_lib offered them before)
     CRT_HELP,
     GRID_SEEDS,
@@ -182,7 +182,6 @@ def run_from_config(config: ml_collections.ConfigDict, overrides=(), launch: dic
     then run it. ``overrides``: the dotted fields set on the command line (refused where a run would ignore them).
     ``launch``: the arguments of :func:`dpi_jax.distributed.initialize` (a multi-process run when they name one)."""
     distributed.initialize(**(launch or {}))
-    compile_cache.enable()
     problems = shadowed_overrides(config, overrides)
     if problems:
         raise validation.ConfigError(problems)

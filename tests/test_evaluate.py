@@ -234,8 +234,12 @@ def test_evaluate_the_paper_columns_with_random_metric_networks(random_checkpoin
 
     distances = []  # (the statistics given, the distance returned) of each FID the evaluation computes
     frechet_distance = fid.frechet_distance
-    monkeypatch.setattr(fid, "frechet_distance",
-                        lambda *stats: distances.append((stats, frechet_distance(*stats))) or distances[-1][1])
+
+    def recorded_frechet_distance(*stats):
+        distances.append((stats, frechet_distance(*stats)))
+        return distances[-1][1]
+
+    monkeypatch.setattr(fid, "frechet_distance", recorded_frechet_distance)
 
     weights = {"lpips": tmp_path / "lpips", "fid": tmp_path / "inception", "id": tmp_path / "vggface"}
     # Random trunks as the references initialise them (LPIPS with the lpips package's own heads); VGG-Face random.

@@ -94,7 +94,7 @@ def test_the_config_rules_and_the_command_line_stay_small():
     photo mode's background upsamplers, whose names config.background_upsampler may take; cli imports the rules."""
     edges = graph()
     assert edges["validation"] <= CORE | {"photo.paste"}, edges["validation"] - CORE
-    assert edges["cli"] <= {"errors", "validation"}, edges["cli"]
+    assert edges["cli"] <= {"compile_cache", "errors", "validation"}, edges["cli"]
 
 
 def test_every_error_of_the_model_is_a_dpi_error_and_keeps_its_builtin_base():

@@ -22,14 +22,13 @@ _MAX_UPLOAD_MB = flags.DEFINE_float("max_upload_mb", 20.0, "Largest upload accep
 
 def main():
     """Every check and the networks before anything is served (a setup error: one line, status 2), then the page."""
-    from dpi_jax import compile_cache, sample_lib
+    from dpi_jax import sample_lib
 
     if not _MAX_UPLOAD_MB.value > 0:
         raise InputError(f"--max_upload_mb {_MAX_UPLOAD_MB.value}: must be > 0")
     problems = sample_lib.shadowed_overrides(_CONFIG.value, cli.command_line_overrides())  # fields the runs set
     if problems:
         raise validation.ConfigError(problems)
-    compile_cache.enable()
     from dpi_jax.app import engine, ui  # ui: Gradio, the [app] extra
     page_engine = engine.Engine(_CONFIG.value, max_upload_mb=_MAX_UPLOAD_MB.value)
     try:

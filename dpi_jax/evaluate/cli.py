@@ -7,7 +7,7 @@ from typing import Sequence
 
 import ml_collections
 
-from dpi_jax import compile_cache, distributed, images
+from dpi_jax import distributed, images
 from dpi_jax.evaluate import measures
 from dpi_jax.evaluate.loop import evaluate
 from dpi_jax.evaluate.settings import ABLATION_K, ablation_settings, default_settings, parse_sweep, unique
@@ -126,7 +126,6 @@ def main():
 
     def validated_run():
         distributed.initialize(**distributed.launch_from_flags())
-        compile_cache.enable()
         validation.check_sampling(config_holder.value)
         images.check_output_dir(FLAGS.out)
         weights = {"lpips": FLAGS.lpips_weights, "fid": FLAGS.fid_weights, "id": FLAGS.id_weights,

@@ -18,7 +18,7 @@ import json
 import sys
 from types import SimpleNamespace
 
-from dpi_jax import cli, compile_cache
+from dpi_jax import cli
 
 WEIGHTS = {"fid": "checkpoints/metrics/fid_inception", "stats": "checkpoints/metrics/fid_inception",
            "is": "checkpoints/metrics/fid_inception", "lpips": "checkpoints/metrics/lpips_alex",
@@ -52,7 +52,6 @@ def _define_flags(fv, command: str):
 
 
 def _run(args) -> int:
-    compile_cache.enable()
     if args.command in ("fid", "stats", "is"):
         from dpi_jax.metrics import fid, inception
         params = inception.load_inception(args.weights)
