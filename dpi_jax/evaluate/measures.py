@@ -196,6 +196,27 @@ class Accumulator:
         if "id" in self.metrics:
             self.id_distances = [pick(every["ids"]).view(np.float64).reshape(count, ids)]
 
+    def _set_metrics(self) -> tuple[float, float, float]:
+        """(FID, IS, IS std) of the first seed's images (NaN where not asked for). Over several processes every
+        process holds the gathered images, but process 0 alone computes them and the others receive its values:
+        the Fréchet distance's 2048x2048 eigenvalues are the costly part, and each process would repeat them."""
+        from dpi_jax.metrics import fid
+        values = np.full(3, np.nan)
+        if jax.process_index() == 0:
+            results = np.concatenate(self.first_seed)
+            params = self.networks.inception
+            if "fid" in self.metrics:
+                mine = fid.statistics(fid.image_activations(params, results))
+                values[0] = fid.frechet_distance(*mine, *self.networks.fid_reference)
+            if "is" in self.metrics:
+                logits = fid.image_logits(params, results)
+                values[1:] = fid.inception_score(logits, min(IS_SPLITS, len(logits)))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            as_uint32 = values.view(np.uint32)  # float64 as pairs of uint32 (JAX arrays would round to float32)
+            values = np.asarray(multihost_utils.broadcast_one_to_all(as_uint32), np.uint32).view(np.float64)
+        return tuple(float(v) for v in values)
+
     def summary(self, names: list[str]) -> dict:
         """The metric fields of the row: ``<c>`` and ``<c>_std`` per column, and ``per_image``."""
         row = {}
@@ -203,16 +224,11 @@ class Accumulator:
             values = np.asarray(values, np.float64)
             row[column], row[f"{column}_std"] = float(values.mean()), float(values.std())
         if "fid" in self.metrics or "is" in self.metrics:
-            from dpi_jax.metrics import fid
-            results = np.concatenate(self.first_seed)
-            params = self.networks.inception
+            fid_value, is_mean, is_std = self._set_metrics()
             if "fid" in self.metrics:
-                mine = fid.statistics(fid.image_activations(params, results))
-                row["fid"] = fid.frechet_distance(*mine, *self.networks.fid_reference)
-                row["fid_std"] = None
+                row["fid"], row["fid_std"] = fid_value, None
             if "is" in self.metrics:
-                logits = fid.image_logits(params, results)
-                row["is"], row["is_std"] = fid.inception_score(logits, min(IS_SPLITS, len(logits)))
+                row["is"], row["is_std"] = is_mean, is_std
         if "id" in self.metrics:
             d = np.concatenate(self.id_distances).reshape(-1)
             row["id_acc"], row["id_acc_std"] = float(np.mean(d <= self.networks.id_threshold)), None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
-from scipy import linalg
 from tqdm import tqdm
 
 from dpi_jax import sharding
@@ -41,28 +39,40 @@ CHUNK_BYTES = 1 << 28  # images decoded at a time (about 256 MiB of uint8 pixels
 # ------------------------------------------------------------------------------------------------- statistics
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """pytorch-fid's ``calculate_frechet_distance``: ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2))`` in float64 with
-    ``scipy.linalg.sqrtm``; a non-finite square root is retried with ``eps`` added to both diagonals; an imaginary
-    part whose diagonal is not within 1e-3 of 0 raises ValueError, a smaller one is dropped."""
+def trace_sqrtm(matrix) -> complex:
+    """``Tr sqrtm(matrix)`` as the sum of the principal square roots of its eigenvalues.
+
+    ``scipy.linalg.sqrtm`` computes the Schur form ``matrix = Z T Z^H`` and returns ``Z sqrt(T) Z^H``. The
+    triangular square root's diagonal is ``sqrt(T_ii)``, and a unitary similarity keeps the trace, so the trace is
+    ``sum_i sqrt(lambda_i)``. This needs only the eigenvalues (``np.linalg.eigvals``, LAPACK's geev without
+    vectors), about 5x faster than ``sqrtm`` on FID's 2048x2048 products (2.7 s against 14.7 s on 2 CPU cores).
+    It agrees with ``np.trace(sqrtm(matrix))`` to rounding on a full-rank product. On a singular one (FID's
+    statistics of fewer than 2049 images) both add the square roots of rounding-level eigenvalues, which differ:
+    measured 1.3e-8 and 1.7e-9 relative on 2048-d statistics of 4 and 40 images."""
+    return complex(np.sum(np.sqrt(np.linalg.eigvals(matrix).astype(np.complex128))))
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """pytorch-fid's ``calculate_frechet_distance``: ``|mu1 - mu2|^2 + Tr(S1) + Tr(S2) - 2 Tr sqrtm(S1 S2)`` in
+    float64, the last term by :func:`trace_sqrtm` (pytorch-fid traces ``scipy.linalg.sqrtm``; the two agree within
+    about 1e-8 relative, see there). As there, the imaginary part is dropped when it is within 1e-3 of 0, else
+    ValueError; pytorch-fid checks each diagonal entry of the square root, this checks their sum, the trace.
+    pytorch-fid's retry with 1e-6 added to both diagonals is for a square root that came out non-finite (its
+    triangular recurrence divides by ``sqrt(T_ii) + sqrt(T_jj)``); the eigenvalues of a finite product are
+    finite, so it has no counterpart here, and non-finite statistics raise ValueError."""
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape:
         raise ValueError(f"the mean vectors differ in length: {mu1.shape} vs {mu2.shape}")
     if sigma1.shape != sigma2.shape:
         raise ValueError(f"the covariances differ in shape: {sigma1.shape} vs {sigma2.shape}")
+    if not all(np.isfinite(v).all() for v in (mu1, sigma1, mu2, sigma2)):
+        raise ValueError("the FID statistics are not finite (NaN or inf in a mean or a covariance)")
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1.dot(sigma2))  # the same matrix as pytorch-fid's sqrtm(..., disp=False)[0]
-    if not np.isfinite(covmean).all():
-        warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of cov estimates",
-                      RuntimeWarning, stacklevel=2)
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"Imaginary component {np.max(np.abs(covmean.imag))}")
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    tr_covmean = trace_sqrtm(sigma1.dot(sigma2))
+    if abs(tr_covmean.imag) > 1e-3:
+        raise ValueError(f"Imaginary component {abs(tr_covmean.imag)}")
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean.real)
 
 
 def statistics(features) -> tuple[np.ndarray, np.ndarray]:
