@@ -58,8 +58,11 @@ def test_settings_and_sweeps():
     config.crt_checkpoint = ""
     assert [(s.name, s.crt) for s in evaluate.default_settings(config)] == [("dpi-no-crt", False)]
     sweep = evaluate.parse_sweep("omega=1000,500.5", config)
-    assert [(s.name, s.omega, s.tau, s.swept) for s in sweep] == [
-        ("omega=1000", 1000.0, config.tau, "omega"), ("omega=500.5", 500.5, config.tau, "omega")]
+    assert [(s.name, s.overrides, s.swept, s.value) for s in sweep] == [
+        ("omega=1000", {"omega": 1000.0}, "omega", 1000.0), ("omega=500.5", {"omega": 500.5}, "omega", 500.5)]
+    row = sweep[1].row(config)  # the config's other values, the swept one replaced
+    assert (row["setting"], row["tau"], row["s"], row["omega"], row["k"]) == ("omega=500.5", config.tau, config.s,
+                                                                              500.5, config.k)
     for bad in ("eta=1,2", "tau", "tau=", "tau=a,b"):
         with pytest.raises(ValueError, match="--sweep"):
             evaluate.parse_sweep(bad, config)
@@ -280,11 +283,12 @@ def test_ablation_settings_are_table4s_columns():
     settings = evaluate.ablation_settings(config)
     assert [s.name for s in settings] == ["dpi", "dpi-no-crt", "dpi-no-refine", "dpi-no-stage2", "dpi-no-weight",
                                           "dpi-k4"]
-    switches = [(s.crt, s.refine, s.tau == 0, s.weight, s.k) for s in settings]
-    assert switches == [(True, True, False, True, None), (False, True, False, True, None),
-                        (True, False, False, True, None), (True, True, True, True, None),
-                        (True, True, False, False, None), (True, True, False, True, 4)]
-    assert settings[-1].overrides()["k"] == 4 and "k" not in settings[0].overrides()
+    rows = [s.row(config) for s in settings]
+    switches = [(r["crt"], r["refine"], r["tau"] == 0, r["weight"], r["k"]) for r in rows]
+    assert switches == [(True, True, False, True, 2), (False, True, False, True, 2),
+                        (True, False, False, True, 2), (True, True, True, True, 2),
+                        (True, True, False, False, 2), (True, True, False, True, 4)]
+    assert [s.overrides for s in settings] == [{}, {}, {"refine": False}, {"tau": 0.0}, {"weight": False}, {"k": 4}]
     with pytest.raises(ValueError, match="must differ"):
         evaluate.ablation_settings(config, k=2)
     config.crt_checkpoint = ""
@@ -311,7 +315,7 @@ def test_evaluate_ablation_end_to_end(random_checkpoints, fake_synthfaces, tmp_p
     for text in ("no CRT", "no refine", "w = 1", "k=4", "tau=0,"):
         assert text in table, text
     with open(out / "metrics.csv") as f:
-        assert [r["k"] for r in csv.DictReader(f)] == ["", "", "", "", "", "4", ""]
+        assert [r["k"] for r in csv.DictReader(f)] == ["2", "2", "2", "2", "2", "4", ""]  # bicubic: none
     compare = np.asarray(Image.open(out / "compare.png"))
     assert compare.ndim == 3 and compare.shape[1] > compare.shape[0]  # 2 inputs x 10 columns
     assert "shown" not in json.loads((out / "metrics.json").read_text())["rows"][0]

@@ -266,25 +266,26 @@ class Engine:
         config, _, _ = self.check(controls)
         with config.unlocked():
             config.s, config.omega = float(controls.s), float(controls.omega)
+            config.refine, config.weight = bool(controls.refine), bool(controls.weight)
         swept = eval_settings.parse_sweep(f"tau={taus}", config)
         if len(swept) > MAX_SWEEP:
             raise ValueError(f"{len(swept)} tau values: at most {MAX_SWEEP} in one sweep")
         for setting in swept:
-            self.check(dataclasses.replace(controls, tau=setting.tau))  # every value is valid before any sampling
+            self.check(dataclasses.replace(controls, tau=setting.value))  # every value is valid before any sampling
         folder = self.new_folder()
         rows, total = [], len(swept) * int(controls.seeds)
         for j, setting in enumerate(swept):
-            def step(done, _, what, j=j, tau=setting.tau):
+            def step(done, _, what, j=j, tau=setting.value):
                 if progress:
                     progress(j * int(controls.seeds) + done, total, f"tau = {tau:g}, {what}")
-            results = self.sample(face, dataclasses.replace(controls, tau=setting.tau), step)
+            results = self.sample(face, dataclasses.replace(controls, tau=setting.value), step)
             sr = images.to_uint8(results)
             measured = self.measure(face, results, controls.scale)
-            rows.append(dict(setting.as_dict(), setting=setting.name, lr_psnr=float(np.mean(measured["lr_psnr"])),
+            rows.append(dict(setting.row(config), lr_psnr=float(np.mean(measured["lr_psnr"])),
                              diversity=measured["diversity"], grid=images.make_grid([sr[:3]]), shown=sr[:3]))
         bicubic = images.resize(face.lr, self.image_size)
         count = len(rows[0]["shown"])
-        rows.append(dict(setting="bicubic", tau=None, swept=None, value=None, grid=None,
+        rows.append(dict(eval_settings.unsampled_row("bicubic"), grid=None,
                          lr_psnr=float(pixel.lr_consistency(bicubic, face.lr, controls.scale)), diversity=0.0,
                          shown=np.stack([bicubic] * count),
                          lr_shown=np.stack([images.nearest_up(face.lr, self.image_size)] * count),

@@ -40,11 +40,11 @@ def table_note(rows: Sequence[dict], metrics, networks: measures.MetricNetworks)
 def check_settings(config: ml_collections.ConfigDict, settings) -> None:
     """Every setting's DPI values against the sampler's rules, before anything is loaded or sampled: one
     ConfigError naming each bad setting and field."""
-    from dpi_jax import sampler, validation
+    from dpi_jax import validation
 
     problems = []
     for setting in settings:
-        values = sampler.Settings.from_config(config, **setting.overrides())
+        values = setting.sampler_settings(config)
         problems += [f"setting {setting.name}: {p}" for p in values.problems(int(config.num_timesteps))]
     if problems:
         raise validation.ConfigError(problems)

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from dpi_jax import distributed, images, inference
 from dpi_jax.evaluate.measures import DEFAULT, Accumulator, MetricNetworks, set_fid_reference
-from dpi_jax.evaluate.settings import Setting
+from dpi_jax.evaluate.settings import Setting, unsampled_row
 
 
 def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, metrics=DEFAULT,
@@ -27,7 +27,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
       models: ``(prior, prior_params, crt, crt_params)`` as from ``inference.load_models(config)`` (loaded when None).
       inputs: this process's items of ``inference.list_inputs`` (listed from the config when None).
     Returns:
-      rows: dicts with ``setting``, ``tau``/``s``/``omega``/``crt`` (None for bicubic), ``swept``/``value``,
+      rows: dicts with :meth:`Setting.row`'s fields (None for bicubic),
       ``num_images``, ``num_seeds``, each metric column with ``<column>_std``, ``per_image`` ({input name:
       {column: value}}), ``grid`` (a uint8 image; None for bicubic) and ``shown`` (the first seed's results of the
       first ``config.grid_rows`` inputs, uint8; the bicubic row also has ``lr_shown`` and ``gt_shown``), for
@@ -55,7 +55,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
         grid = {}
         batches = inference.sample_batches(
             todo, config, prior, prior_params, crt if setting.crt else None, crt_params,
-            overrides=setting.overrides(), progress=progress, desc=setting.name, leave=False)
+            overrides=setting.overrides, progress=progress, desc=setting.name, leave=False)
         for batch, sr in batches:  # in a run over several processes, this process's inputs
             if not batch:
                 continue
@@ -69,8 +69,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
                         inference.grid_row(item.lr, sr[:, n], image_size, gt=item.gt))
         measured.gather(len(every), (image_size, image_size, 3))  # all inputs' values, in every process
         grid = distributed.gather_rows(grid, int(config.grid_rows), grid_shape)
-        row = dict(setting.as_dict(), setting=setting.name, num_images=len(names), num_seeds=num_seeds)
-        del row["name"]
+        row = dict(setting.row(config), num_images=len(names), num_seeds=num_seeds)
         row.update(measured.summary(names))
         row["grid"] = images.make_grid([list(r) for r in grid])
         row["shown"] = np.concatenate(measured.first_seed)[: config.grid_rows]
@@ -80,8 +79,7 @@ def evaluate(config: ml_collections.ConfigDict, settings: Sequence[Setting], *, 
     bicubic = np.stack([images.resize(x, image_size) for x in lr])
     measured = Accumulator(metrics, networks, scale)
     measured.add(bicubic[None], lr, gt_all)
-    row = dict(setting="bicubic", tau=None, s=None, omega=None, crt=None, refine=None, weight=None, k=None,
-               swept=None, value=None, num_images=len(names), num_seeds=1)
+    row = dict(unsampled_row("bicubic"), num_images=len(names), num_seeds=1)
     row.update(measured.summary(names))
     row["grid"] = None
     row["shown"] = bicubic[:config.grid_rows]

@@ -5,58 +5,63 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any, Mapping
 
 import ml_collections
 
+from dpi_jax import sampler
 from dpi_jax.errors import InputError
 
-SWEEP_PARAMS = ("tau", "s", "omega")
+SWEEP_PARAMS = ("tau", "s", "omega")  # the sampler.Settings fields --sweep may vary (see Setting)
+ROW_FIELDS = ("tau", "s", "omega", "refine", "weight", "k")  # the sampler.Settings fields each row records
 
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One sampled setting: DPI's (tau, s, omega) in the config's units (the original timestep t for tau and omega),
-    with or without the corrector, and Table 4's switches (``refine``, ``weight``; ``k`` None: the config's);
-    ``swept``/``value`` mark the points of a sweep for the plot."""
+    """One sampled setting: its name, whether it uses the corrector, and the :class:`dpi_jax.sampler.Settings`
+    fields it changes from the config's (``overrides``; tau and omega in the config's units, the original timestep
+    t). ``swept``/``value`` mark the points of a sweep for the plot.
+
+    A sweep is a name plus overrides, so a further sweepable field (``eta``, say) is one entry in
+    :data:`SWEEP_PARAMS`, and one in :data:`ROW_FIELDS` to see its value in the tables."""
 
     name: str
-    tau: float
-    s: float
-    omega: float
     crt: bool
-    refine: bool = True
-    weight: bool = True
-    k: int | None = None
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     swept: str | None = None
     value: float | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def overrides(self) -> dict:
-        """The :class:`dpi_jax.sampler.Settings` fields this setting sets (the config gives the rest)."""
-        fields = dict(tau=self.tau, s=self.s, omega=self.omega, refine=self.refine, weight=self.weight)
-        return fields if self.k is None else dict(fields, k=self.k)
+    def sampler_settings(self, config: ml_collections.ConfigDict) -> sampler.Settings:
+        """The sampler's settings: the config's, with this setting's overrides."""
+        return sampler.Settings.from_config(config, **self.overrides)
+
+    def row(self, config: ml_collections.ConfigDict) -> dict:
+        """The setting's fields of a result row: ``setting`` (the name), ``crt``, ``swept``, ``value`` and the
+        :data:`ROW_FIELDS` values it samples with."""
+        values = self.sampler_settings(config)
+        return dict(setting=self.name, crt=self.crt, swept=self.swept, value=self.value,
+                    **{f: getattr(values, f) for f in ROW_FIELDS})
 
 
-def _base(config: ml_collections.ConfigDict) -> dict:
-    return dict(tau=float(config.tau), s=float(config.s), omega=float(config.omega))
+def unsampled_row(name: str) -> dict:
+    """The setting fields of a row that was not sampled (bicubic): all None."""
+    return dict(dict.fromkeys(("crt", "swept", "value", *ROW_FIELDS)), setting=name)
 
 
 def default_settings(config: ml_collections.ConfigDict, crt_ablation: bool = True) -> list[Setting]:
-    """The config's (tau, s, omega) with its CRT ("dpi") and, when ``crt_ablation``, without it ("dpi-no-crt"). A
+    """The config's own settings with its CRT ("dpi") and, when ``crt_ablation``, without it ("dpi-no-crt"). A
     config without a CRT checkpoint gives only "dpi-no-crt"."""
     if not config.crt_checkpoint:
-        return [Setting("dpi-no-crt", crt=False, **_base(config))]
-    settings = [Setting("dpi", crt=True, **_base(config))]
-    if crt_ablation:
-        settings.append(Setting("dpi-no-crt", crt=False, **_base(config)))
-    return settings
+        return [Setting("dpi-no-crt", crt=False)]
+    return [Setting("dpi", crt=True)] + ([Setting("dpi-no-crt", crt=False)] if crt_ablation else [])
 
 
 def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[Setting]:
     """``"tau=0,100,300"`` -> one setting per value (the config's other settings, its CRT when it has one), named
-    ``tau=0``, ... Also ``s=`` and ``omega=``."""
+    ``tau=0``, ... Any of :data:`SWEEP_PARAMS`."""
     param, sep, values = spec.partition("=")
     param = param.strip()
     if not sep or param not in SWEEP_PARAMS:
@@ -68,9 +73,8 @@ def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[Setting]:
         raise InputError(f"--sweep {spec!r}: the values must be numbers ({err})") from None
     if not numbers:
         raise InputError(f"--sweep {spec!r}: no values")
-    base = _base(config)
-    return [Setting(f"{param}={v:g}", **dict(base, **{param: v}), crt=bool(config.crt_checkpoint), swept=param,
-                    value=v) for v in numbers]
+    return [Setting(f"{param}={v:g}", crt=bool(config.crt_checkpoint), overrides={param: v}, swept=param, value=v)
+            for v in numbers]
 
 
 def unique(settings) -> list[Setting]:
@@ -97,10 +101,9 @@ def ablation_settings(config: ml_collections.ConfigDict, k: int = ABLATION_K) ->
         raise InputError("the Table 4 ablation needs a CRT (its first column is full DPI): set --config.crt_checkpoint")
     if k == config.k:
         raise InputError(f"--ablation_k {k}: must differ from config.k = {config.k} (Table 4's \"w/o k = 2\" column)")
-    base = dict(_base(config), crt=True)
-    return [Setting("dpi", **base),
-            Setting("dpi-no-crt", **dict(base, crt=False)),
-            Setting("dpi-no-refine", **base, refine=False),
-            Setting("dpi-no-stage2", **dict(base, tau=0.0)),
-            Setting("dpi-no-weight", **base, weight=False),
-            Setting(f"dpi-k{k}", **base, k=k)]
+    return [Setting("dpi", crt=True),
+            Setting("dpi-no-crt", crt=False),
+            Setting("dpi-no-refine", crt=True, overrides={"refine": False}),
+            Setting("dpi-no-stage2", crt=True, overrides={"tau": 0.0}),
+            Setting("dpi-no-weight", crt=True, overrides={"weight": False}),
+            Setting(f"dpi-k{k}", crt=True, overrides={"k": k})]

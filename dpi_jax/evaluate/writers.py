@@ -13,10 +13,11 @@ from typing import Sequence
 
 from dpi_jax import images
 from dpi_jax.evaluate.measures import DIGITS, LABELS
-from dpi_jax.evaluate.settings import slug
+from dpi_jax.evaluate.settings import ROW_FIELDS, SWEEP_PARAMS, slug
+from dpi_jax.sampler import DEFAULT_SETTINGS
 
 PICTURES = ("grid", "shown", "lr_shown", "gt_shown")  # the rows' images, kept out of metrics.json
-SETTING_FIELDS = ("setting", "tau", "s", "omega", "crt", "refine", "weight", "k", "num_images", "num_seeds")
+SETTING_FIELDS = ("setting", "crt", *ROW_FIELDS, "num_images", "num_seeds")  # the CSV's first columns
 
 
 def output_paths(out_dir, names: Sequence[str], sweep: bool) -> list[Path]:
@@ -65,14 +66,16 @@ def _cell(row: dict, column: str) -> str:
 
 
 def describe(row: dict) -> str:
-    """The setting column of the table: name and values."""
-    if row["tau"] is None:
+    """The setting column of the table: the name, the sweepable values, the CRT and the switches that differ from
+    the paper's (no refine, w = 1, a k other than 2)."""
+    if row.get("crt") is None:  # not sampled (bicubic)
         return row["setting"]
-    switches = [] if row.get("refine", True) else ["no refine"]
-    switches += [] if row.get("weight", True) else ["w = 1"]
-    switches += [f"k={row['k']}"] if row.get("k") is not None else []
-    return (f"{row['setting']} (tau={row['tau']:g}, s={row['s']:g}, omega={row['omega']:g}, "
-            f"{', '.join(['CRT' if row['crt'] else 'no CRT'] + switches)})")
+    parts = [f"{name}={row[name]:g}" for name in SWEEP_PARAMS if row.get(name) is not None]
+    parts.append("CRT" if row["crt"] else "no CRT")
+    parts += [] if row.get("refine", True) else ["no refine"]
+    parts += [] if row.get("weight", True) else ["w = 1"]
+    parts += [f"k={row['k']}"] if row.get("k", DEFAULT_SETTINGS.k) != DEFAULT_SETTINGS.k else []
+    return f"{row['setting']} ({', '.join(parts)})"
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], note: str = "") -> str:
