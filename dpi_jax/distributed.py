@@ -119,6 +119,13 @@ def counts(count: int) -> list[int]:
     return [int(c) for c in np.asarray(multihost_utils.process_allgather(np.int64(count))).reshape(-1)]
 
 
+def place(count: int) -> tuple[int, int]:
+    """``(first, total)``: where this process's ``count`` items start among every process's items, in process order,
+    and how many there are in all (every process must call it)."""
+    every = counts(count)
+    return sum(every[:jax.process_index()]), sum(every)
+
+
 def gather_objects(value) -> list:
     """Every process's ``value`` (any picklable object), in process order, on every process; every process must
     call it. ``[value]`` in a single-process run. The bytes travel between the run's own processes only."""

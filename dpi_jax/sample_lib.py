@@ -18,7 +18,6 @@ import contextlib
 import logging
 from pathlib import Path
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -126,16 +125,15 @@ def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path, image_size:
     diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early
     num_seeds = int(config.num_seeds)
     todo = list_inputs(config, image_size, out_dir)  # this process's share
-    counts = distributed.counts(len(todo))
-    if not sum(counts):
+    first, total = distributed.place(len(todo))  # this process's first input's place among all, and their number
+    if not total:
         log.warning("nothing to do in %s: every input's output exists in %s", config.input_dir, out_dir)
         return [], []
-    check_memory(config, image_size, sum(counts))  # before any parameter is read
+    check_memory(config, image_size, total)  # before any parameter is read
     prior, prior_params, crt, crt_params = load_models(config, checked=True)  # run_one checked them
     out_dir.mkdir(parents=True, exist_ok=True)
 
     written, rows = [], {}
-    first = sum(counts[:jax.process_index()])  # the place of this process's first input among all
     position = {item.name: first + p for p, item in enumerate(todo)}
     for batch, sr in sample_batches(todo, config, prior, prior_params, crt, crt_params,
                                     progress=bool(config.get("progress", True))):

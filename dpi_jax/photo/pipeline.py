@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jax
 import ml_collections
 import numpy as np
 from PIL import Image
@@ -199,10 +198,9 @@ def run(config: ml_collections.ConfigDict, *, checked: bool = False) -> list[Pat
             owners.append((len(photos), i))
         photos.append(photo)
 
-    counts = distributed.counts(len(todo))  # every process's number of faces
-    first = sum(counts[:jax.process_index()])  # a face's random draws derive from its place among all faces
+    first, total = distributed.place(len(todo))  # a face's random draws derive from its place among all faces
     todo = [item._replace(index=first + item.index) for item in todo]
-    if sum(counts):
+    if total:
         start = time.perf_counter()
         for batch, sr in inference.sample_batches(todo, config, prior, prior_params, crt, crt_params,
                                                   progress=bool(config.get("progress", True))):
