@@ -83,10 +83,11 @@ def write_checkpoint(directory, params, meta: dict, *, overwrite: bool = False) 
     return directory
 
 
-def load_network(directory, kind: str, label: str, abstract: Callable[[], Any], missing_message: str):
+def load_network(directory, kind: str, label: str, abstract: Callable[[dict], Any], missing_message: str):
     """The parameters of a ported network checkpoint of ``kind`` (e.g. a metric network): a directory without
     model.json raises FileNotFoundError with ``missing_message`` (which file to get, where, the port command); a
-    checkpoint of another kind is refused naming ``label``. ``abstract()`` gives the parameters' shapes."""
+    checkpoint of another kind is refused naming ``label``. ``abstract(config)`` gives the parameters' shapes from the
+    checkpoint's stored config (it may refuse a config it cannot load)."""
     directory = Path(directory)
     if not (directory / MODEL_FILE).is_file():
         raise FileNotFoundError(missing_message)
@@ -94,7 +95,7 @@ def load_network(directory, kind: str, label: str, abstract: Callable[[], Any], 
     def target(meta):
         if meta["kind"] != kind:
             raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint, not {label} ({kind!r})")
-        return abstract()
+        return abstract(meta["config"])
 
     return read_checkpoint(directory, target)[1]
 

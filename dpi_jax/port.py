@@ -24,10 +24,14 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from flax.traverse_util import flatten_dict
-
 from dpi_jax import checkpoint
-from dpi_jax.models import PRESETS, abstract_params, count_params, make_model
+from dpi_jax.models import PRESETS, count_params
+from dpi_jax.networks import (  # noqa: F401  (convert_state_dict too)
+    NETWORKS,
+    PortableNetwork,
+    convert_state_dict,
+    model_network,
+)
 from dpi_jax.torch_port import (  # noqa: F401  (PortError and the loaders are part of this module's API too)
     PortError,
     fill_params,
@@ -37,19 +41,8 @@ from dpi_jax.torch_port import (  # noqa: F401  (PortError and the loaders are p
     torch_key,
 )
 
-# The metric networks (dpi_jax.metrics) the command also ports: --model NAME, from the file each is published as.
-METRIC_MODELS = {"lpips_alex": "alexnet-owt-7be5be79.pth", "lpips_vgg": "vgg16-397923af.pth",
-                 "fid_inception": "pt_inception-2015-12-05-6726825d.pth", "vggface": "vgg_face_weights.h5",
-                 "musiq": "musiq_koniq_ckpt-e95806b9.pth", "clipiqa": "RN50.pt"}
-
-
-def convert_state_dict(state_dict: dict, model_config: dict, kind: str = "adm") -> dict:
-    """The Flax params (nested dict of float32 arrays) of ``make_model(kind, model_config)`` from a PyTorch
-    state_dict (tensors or arrays). Raises :class:`PortError` listing all missing keys, unexpected keys and shape
-    mismatches."""
-    expected = flatten_dict(abstract_params(make_model(kind, model_config)))
-    return fill_params({torch_key(path): (path, spec.shape) for path, spec in expected.items()},
-                       strip_module_prefix(dict(state_dict)), f"{kind} model")
+# What each option flag applies to, for refusing it elsewhere.
+OPTION_OWNERS = {"heads": "lpips_alex and lpips_vgg", "scale": "a crt"}
 
 
 def load_params(directory):
@@ -74,9 +67,8 @@ def read_config_file(path) -> dict:
 def _define_flags(fv):
     from absl import flags
 
-    flags.DEFINE_string("model", None, f"a preset ({', '.join(PRESETS)}), a metric network "
-                                       f"({', '.join(METRIC_MODELS)}) or a .json/.py file with a guided-diffusion "
-                                       "config", flag_values=fv, required=True)
+    flags.DEFINE_string("model", None, f"a network ({', '.join(NETWORKS)}) or a .json/.py file with a "
+                                       "guided-diffusion config", flag_values=fv, required=True)
     flags.DEFINE_string("heads", None, "lpips_alex/lpips_vgg: the v0.1 linear heads (.pth; default: the ones the "
                                        "lpips package ships)", flag_values=fv)
     flags.DEFINE_enum("kind", None, ["adm", "crt"], "network kind for a config file (default adm)", flag_values=fv)
@@ -96,59 +88,38 @@ def main(argv=None) -> int:
         prog="python -m dpi_jax.port", description="\n\n".join(__doc__.split("\n\n")[:2]), positional=("SRC", "DST"))
 
 
-def _port_metric_network(args) -> Path:
-    """The metric networks' weight files (torchvision/lpips, pytorch-fid, DeepFace, pyiqa's MUSIQ, OpenAI's CLIP) to
-    dpi-jax checkpoints."""
-    if args.model.startswith("lpips_"):
-        from dpi_jax.metrics import lpips
-        net = args.model[len("lpips_"):]
-        return lpips.save_lpips(args.dst, lpips.port_lpips(args.src, args.heads, net), net, overwrite=args.overwrite)
-    if args.model == "fid_inception":
-        from dpi_jax.metrics import inception
-        return inception.port_inception(args.src, args.dst, overwrite=args.overwrite)
-    if args.model == "musiq":
-        from dpi_jax.metrics import musiq
-        return musiq.port_musiq(args.src, args.dst, overwrite=args.overwrite)
-    if args.model == "clipiqa":
-        from dpi_jax.metrics import clipiqa
-        return clipiqa.port_clipiqa(args.src, args.dst, overwrite=args.overwrite)
-    from dpi_jax.metrics import identity
-    return identity.save_vggface(args.dst, identity.convert_vggface_h5(args.src), overwrite=args.overwrite)
+def _network(args) -> PortableNetwork:
+    """The table's entry of ``--model``; a preset with another ``--kind``, or a config file, as an entry of its own."""
+    if args.model in PRESETS and args.kind is not None:
+        config, _ = PRESETS[args.model]
+        return model_network(args.model, config, args.kind)
+    if args.model in NETWORKS:
+        return NETWORKS[args.model]
+    try:
+        config = read_config_file(args.model)
+    except (ValueError, OSError, KeyError) as err:
+        raise PortError(f"--model {args.model}: {err}") from err
+    return model_network(args.model, config, args.kind or "adm")
 
 
 def _convert(args) -> int:
     """What main does once the arguments are parsed; errors propagate to ``cli.run_cli`` (exit status 2)."""
-    if args.model in METRIC_MODELS:
-        if args.scale is not None:
-            raise PortError(f"--scale applies to a crt, not to the metric network {args.model}")
-        if Path(args.dst).exists() and not args.overwrite:
-            raise FileExistsError(f"{args.dst} already exists (pass --overwrite to replace it)")
-        try:
-            out = _port_metric_network(args)
-        except PortError as err:
-            raise PortError(f"{args.src}: {err}") from err
-        print(f"converted {args.model} from {args.src} to {out}")
-        return 0
-    if args.model in PRESETS:
-        config, kind = PRESETS[args.model]
-        kind = args.kind or kind
-    else:
-        try:
-            config, kind = read_config_file(args.model), args.kind or "adm"
-        except (ValueError, OSError, KeyError) as err:
-            raise PortError(f"--model {args.model}: {err}") from err
-    if args.scale is not None and kind != "crt":
-        raise PortError(f"--scale applies to a crt, not to {checkpoint.KIND_NAMES.get(kind, kind)} model")
+    network = _network(args)
+    options = {name: getattr(args, name) for name in OPTION_OWNERS if getattr(args, name) is not None}
+    refused = sorted(options.keys() - set(network.convert_options + network.save_options))
+    if refused:
+        raise PortError(f"--{refused[0]} applies to {OPTION_OWNERS[refused[0]]}, not to {network.description}")
     if Path(args.dst).exists() and not args.overwrite:
         raise FileExistsError(f"{args.dst} already exists (pass --overwrite to replace it)")
-    state_dict = load_torch_state_dict(args.src)  # its errors name the file
     try:
-        params = convert_state_dict(state_dict, config, kind)
-    except PortError as err:
+        params = network.convert(args.src, **{k: v for k, v in options.items() if k in network.convert_options})
+    except PortError as err:  # every message names the file (the reader's own already do)
+        if str(err).startswith(f"{args.src}:"):
+            raise
         raise PortError(f"{args.src}: {err}") from err
-    extra = {} if args.scale is None else {"scale": args.scale}
-    out = checkpoint.save_model(args.dst, params, config, kind=kind, overwrite=args.overwrite, extra=extra)
-    print(f"converted {count_params(params):,} parameters of a {kind} model from {args.src} to {out}")
+    out = network.save(args.dst, params, overwrite=args.overwrite,
+                       **{k: v for k, v in options.items() if k in network.save_options})
+    print(f"converted {count_params(params):,} parameters of {network.description} from {args.src} to {out}")
     return 0
 
 

@@ -246,14 +246,14 @@ def test_evaluate_the_paper_columns_with_random_metric_networks(random_checkpoin
 
     weights = {"lpips": tmp_path / "lpips", "fid": tmp_path / "inception", "id": tmp_path / "vggface"}
     # Random trunks as the references initialise them (LPIPS with the lpips package's own heads); VGG-Face random.
-    lpips_params = lpips.convert_lpips(torch_state(torch_reference.random_alexnet_state_dict()), None, "alex")
-    lpips.save_lpips(weights["lpips"], lpips_params, "alex")
-    inception_params = inception.convert_inception(torch_state(torch_reference.random_fid_inception_state_dict()))
-    inception.save_inception(weights["fid"], inception_params)
+    lpips_params = lpips.params_from_state_dicts(torch_state(torch_reference.random_alexnet_state_dict()), None, "alex")
+    lpips.save(weights["lpips"], lpips_params, "alex")
+    inception_params = inception.params_from_state_dict(torch_state(torch_reference.random_fid_inception_state_dict()))
+    inception.save(weights["fid"], inception_params)
     rng = np.random.default_rng(2)  # He-normal kernels keep the activations O(1) through the 16 layers
     he = lambda leaf: rng.normal(0, (2 / np.prod(leaf.shape[:-1])) ** 0.5 if len(leaf.shape) > 1 else 0.1, leaf.shape)
-    vggface = jax.tree.map(lambda leaf: he(leaf).astype(np.float32), identity.abstract_vggface_params())
-    identity.save_vggface(weights["id"], vggface)
+    vggface = jax.tree.map(lambda leaf: he(leaf).astype(np.float32), identity.abstract_params())
+    identity.save(weights["id"], vggface)
     config = tiny_config(random_checkpoints)
     config.num_seeds = 1
     out = tmp_path / "eval"

@@ -116,12 +116,12 @@ def test_an_evaluation_over_two_processes_equals_one(tmp_path):
     from dpi_jax.metrics import identity, inception, torch_reference
 
     torch_state = lambda sd: {k: v.numpy() for k, v in sd.items()}  # noqa: E731
-    inception.save_inception(tmp_path / "inception",
-                             inception.convert_inception(torch_state(torch_reference.random_fid_inception_state_dict())))
+    inception.save(tmp_path / "inception",
+                   inception.params_from_state_dict(torch_state(torch_reference.random_fid_inception_state_dict())))
     rng = np.random.default_rng(2)
     he = lambda leaf: rng.normal(0, (2 / np.prod(leaf.shape[:-1])) ** 0.5 if len(leaf.shape) > 1 else 0.1, leaf.shape)
-    identity.save_vggface(tmp_path / "vggface",
-                          jax.tree.map(lambda leaf: he(leaf).astype(np.float32), identity.abstract_vggface_params()))
+    identity.save(tmp_path / "vggface",
+                  jax.tree.map(lambda leaf: he(leaf).astype(np.float32), identity.abstract_params()))
     results = {}
     for n in (1, 2):
         out = tmp_path / f"eval{n}"

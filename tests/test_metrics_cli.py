@@ -44,8 +44,8 @@ def test_port_lpips_then_lpips_of_two_folders(folders, tmp_path):
 @pytest.mark.slow
 def test_fid_and_stats_commands(folders, tmp_path):
     weights = tmp_path / "fid_inception"
-    params = inception.convert_inception(torch_state(random_fid_inception_state_dict(3)))
-    inception.save_inception(weights, params)
+    params = inception.params_from_state_dict(torch_state(random_fid_inception_state_dict(3)))
+    inception.save(weights, params)
     stats = tmp_path / "a.npz"
     run_python(["-m", "dpi_jax.metrics", "stats", str(folders / "a"), str(stats), f"--weights={weights}"])
     mu, sigma = fid.load_stats(stats)

@@ -29,7 +29,7 @@ def clip():
     tokenizer = ref.openai_tokenizer()
     tokens = (ref.clip_tokenize(tokenizer, ref.CLIPIQA_PROMPTS) if tokenizer is not None
               else torch.from_numpy(jc.token_array()))
-    return model, state, jc.convert_clipiqa(state), tokens
+    return model, state, jc.params_from_state_dict(state), tokens
 
 
 def _nchw(images):
@@ -95,7 +95,7 @@ def test_port_command_reads_a_torchscript_archive(clip, tmp_path):
     torch.jit.save(torch.jit.script(root), tmp_path / "RN50.pt")
     assert jc.is_torchscript(tmp_path / "RN50.pt")
     assert port.main([str(tmp_path / "RN50.pt"), str(tmp_path / "clipiqa"), "--model", "clipiqa"]) == 0
-    loaded = jc.load_clipiqa(tmp_path / "clipiqa")
+    loaded = jc.load(tmp_path / "clipiqa")
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params), strict=True):
         np.testing.assert_array_equal(a, b)  # the random weights are float16 values already
     assert port.main([str(tmp_path / "RN50.pt"), str(tmp_path / "clipiqa"), "--model", "clipiqa"]) == 2  # exists
@@ -110,7 +110,7 @@ def test_port_refuses_missing_unexpected_and_misshaped_keys(clip):
     state["text_projection"] = np.zeros((512, 768), np.float32)  # ViT-L/14's
     state["visual.layer1.0.bn1.num_batches_tracked"] = np.zeros((), np.float32)  # ignored
     with pytest.raises(PortError) as err:
-        jc.convert_clipiqa(state)
+        jc.params_from_state_dict(state)
     message = str(err.value)
     assert "missing keys (2):" in message
     assert "\n  transformer.resblocks.11.ln_2.bias\n" in message and "\n  visual.layer3.2.bn1.running_var\n" in message
@@ -121,7 +121,7 @@ def test_port_refuses_missing_unexpected_and_misshaped_keys(clip):
 
 def test_missing_weights_name_the_file_and_port_command(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
-        jc.load_clipiqa(tmp_path / "nowhere")
+        jc.load(tmp_path / "nowhere")
     message = str(err.value)
     for part in ("RN50.pt", "openaipublic", f"python -m dpi_jax.port RN50.pt {tmp_path / 'nowhere'} --model clipiqa"):
         assert part in message

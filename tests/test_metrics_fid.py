@@ -52,8 +52,8 @@ def weights_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def params(weights_file, tmp_path_factory):
     """Ported once through the checkpoint format, as the port command will do."""
-    directory = inception.port_inception(weights_file, tmp_path_factory.mktemp("ckpt") / "fid_inception")
-    return inception.load_inception(directory)
+    directory = inception.save(tmp_path_factory.mktemp("ckpt") / "fid_inception", inception.convert(weights_file))
+    return inception.load(directory)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_torch_fidelity_features(params, weights_file, pytorch_fid_models):
         inception.fidelity_forward(params, images.astype(np.float32))
     # the other way round: pytorch-fid's network loads torch-fidelity's state_dict strictly, and it converts
     pytorch_fid_models[1].load_state_dict(extractor.state_dict())
-    inception.convert_inception({k: v.numpy() for k, v in extractor.state_dict().items()})
+    inception.params_from_state_dict({k: v.numpy() for k, v in extractor.state_dict().items()})
 
 
 # --------------------------------------------------------------------------------------------------- weights
@@ -134,23 +134,23 @@ def test_torch_fidelity_features(params, weights_file, pytorch_fid_models):
 
 def test_missing_weights_message(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
-        inception.load_inception(tmp_path / "nowhere")
+        inception.load(tmp_path / "nowhere")
     message = str(err.value)
     assert inception.WEIGHTS_FILE in message and pytorch_fid_inception.FID_WEIGHTS_URL in message
-    assert ("python -m dpi_jax.port pt_inception-2015-12-05-6726825d.pth checkpoints/metrics/fid_inception "
+    assert (f"python -m dpi_jax.port pt_inception-2015-12-05-6726825d.pth {tmp_path / 'nowhere'} "
             "--model fid_inception") in message
 
 
 def test_port_refuses_misfit_state_dicts(weights_file):
     state_dict = load_torch_state_dict(weights_file)
     without_counters = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
-    inception.convert_inception(without_counters)  # optional keys
+    inception.params_from_state_dict(without_counters)  # optional keys
     broken = dict(state_dict)
     del broken["Mixed_6c.branch7x7dbl_3.bn.running_var"]
     broken["Mixed_6c.branch7x7dbl_3.bn.extra"] = np.zeros(3, np.float32)
     broken["fc.weight"] = np.zeros((1000, 2048), np.float32)
     with pytest.raises(PortError) as err:
-        inception.convert_inception(broken)
+        inception.params_from_state_dict(broken)
     message = str(err.value)
     assert "missing keys (1)" in message and "unexpected keys (1)" in message and "shape mismatches (1)" in message
     assert "Mixed_6c.branch7x7dbl_3.bn.running_var" in message and "Mixed_6c.branch7x7dbl_3.bn.extra" in message
@@ -160,7 +160,7 @@ def test_port_refuses_misfit_state_dicts(weights_file):
 def test_checkpoint_of_another_kind_is_refused(tmp_path, params):
     checkpoint.write_checkpoint(tmp_path / "other", {"w": np.zeros(2, np.float32)}, {"kind": "lpips", "config": {}})
     with pytest.raises(ValueError, match="not the FID Inception"):
-        inception.load_inception(tmp_path / "other")
+        inception.load(tmp_path / "other")
 
 
 # --------------------------------------------------------------------------------------------------- statistics

@@ -111,7 +111,7 @@ def test_matches_keras_counterpart(tmp_path, params):
     ref = fc7 / (np.linalg.norm(fc7, axis=1, keepdims=True) + 1e-10)  # VggFaceClient.forward's l2_normalize
     del model, descriptor
 
-    ported = vf.convert_vggface_h5(path)
+    ported = vf.convert(path)
     for name, *_ in vf.LAYERS:
         np.testing.assert_array_equal(ported[name]["kernel"], params[name]["kernel"])
         np.testing.assert_array_equal(ported[name]["bias"], params[name]["bias"])
@@ -184,7 +184,7 @@ def test_miskeyed_h5_is_refused_with_both_lists(tmp_path):
     path = tmp_path / "bad.h5"
     _write_legacy_h5(path, layers)
     with pytest.raises(PortError) as err:
-        vf.convert_vggface_h5(path)
+        vf.convert(path)
     message = str(err.value)
     assert "missing layers (1):\n  conv2_1 (layer #3): (3, 3, 64, 128) + (128,)" in message
     assert "unexpected layers (1):\n  dense_9: (10, 4) + (4,)" in message
@@ -195,21 +195,21 @@ def test_miskeyed_h5_is_refused_with_both_lists(tmp_path):
     fake[14] = ("c14", [("k", zeros(1, 1, 4096, 4000)), ("b", zeros(4000))])
     with pytest.raises(PortError, match=r"shape mismatches \(1\):\n  fc7 \(layer #15\): file layer 'c14' holds "
                                         r"\(1, 1, 4096, 4000\) \+ \(4000,\), model expects \(1, 1, 4096, 4096\)"):
-        vf.convert_vggface_layers(fake)
+        vf.params_from_layers(fake)
     with pytest.raises(PortError, match="not a Keras HDF5 weights file"):
         with h5py.File(tmp_path / "empty.h5", "w"):
             pass
-        vf.convert_vggface_h5(tmp_path / "empty.h5")
+        vf.convert(tmp_path / "empty.h5")
 
 
 @pytest.mark.slow
 def test_checkpoint_round_trip_and_missing_directory(tmp_path, params):
-    vf.save_vggface(tmp_path / "vggface", params)
-    loaded = vf.load_vggface(tmp_path / "vggface")
+    vf.save(tmp_path / "vggface", params)
+    loaded = vf.load(tmp_path / "vggface")
     for name, *_ in vf.LAYERS:
         np.testing.assert_array_equal(np.asarray(loaded[name]["kernel"]), params[name]["kernel"])
     with pytest.raises(FileNotFoundError) as err:
-        vf.load_vggface(tmp_path / "nowhere")
+        vf.load(tmp_path / "nowhere")
     message = str(err.value)
     assert "vgg_face_weights.h5" in message and "deepface" in message
     assert f"python -m dpi_jax.port vgg_face_weights.h5 {tmp_path / 'nowhere'} --model vggface" in message
@@ -247,7 +247,7 @@ def test_matches_deepface_itself(tmp_path):
     ref = np.load(tmp_path / "deepface_reference.npz")
     assert float(ref["threshold"][0]) == vf.THRESHOLD
 
-    params = jax.device_put(vf.convert_vggface_h5(tmp_path / ".deepface" / "weights" / vf.WEIGHTS_FILE))
+    params = jax.device_put(vf.convert(tmp_path / ".deepface" / "weights" / vf.WEIGHTS_FILE))
     distances, errors = [], []
     for (a, b), ref_emb in zip(pairs, ref["embeddings"], strict=True):
         ours = np.asarray(vf.vggface_embeddings(params, np.stack([read_rgb(a)])))[0], np.asarray(

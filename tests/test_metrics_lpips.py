@@ -55,8 +55,8 @@ def _rel(x, y):
 @pytest.mark.slow
 def test_matches_lpips_package_with_bundled_heads(tmp_path, net):
     model, trunk, _ = _reference(net)
-    torch.save(trunk, tmp_path / jl.BACKBONE_FILES[net])  # includes classifier.*, ignored on purpose
-    params = jl.port_lpips(tmp_path / jl.BACKBONE_FILES[net], None, net)
+    torch.save(trunk, tmp_path / jl.WEIGHTS_FILES[net])  # includes classifier.*, ignored on purpose
+    params = jl.convert(tmp_path / jl.WEIGHTS_FILES[net], net=net)
     a, b = _images(3, 64, 1), _images(3, 64, 2)
     b[2] = np.clip(a[2] + 0.05 * b[2], -1, 1)  # one close pair besides two unrelated ones
     ours = np.asarray(jl.lpips_distance(params, a, b, net))
@@ -76,7 +76,7 @@ def test_random_heads_from_a_file_and_uint8_inputs(tmp_path):
     assert all(torch.equal(heads_sd[k], heads[k]) for k in heads)
     torch.save(trunk, tmp_path / "trunk.pth")
     torch.save(heads, tmp_path / "heads.pth")
-    params = jl.port_lpips(tmp_path / "trunk.pth", tmp_path / "heads.pth", "alex")
+    params = jl.convert(tmp_path / "trunk.pth", tmp_path / "heads.pth", "alex")
     rng = np.random.default_rng(0)
     a8, b8 = (rng.integers(0, 256, (2, 64, 80, 3), dtype=np.uint8) for _ in range(2))
     ref = _torch_distance(model, *(np.float32(x / 127.5 - 1) for x in (a8, b8)))  # lpips.im2tensor's scaling
@@ -97,7 +97,7 @@ def test_port_refuses_missing_unexpected_and_misshaped_keys():
     heads = dict(heads)
     heads["lin2.model.1.weight"] = torch.zeros(1, 7, 1, 1)
     with pytest.raises(PortError) as err:
-        jl.convert_lpips(trunk, heads, "alex")
+        jl.params_from_state_dicts(trunk, heads, "alex")
     message = str(err.value)
     assert "missing keys (1):\n  features.3.weight" in message
     assert "unexpected keys (1):\n  features.99.weight" in message
@@ -107,16 +107,16 @@ def test_port_refuses_missing_unexpected_and_misshaped_keys():
 
 def test_checkpoint_round_trip_and_missing_directory(tmp_path):
     _, trunk, _ = _reference("alex")
-    params = jl.convert_lpips(trunk, None, "alex")
-    jl.save_lpips(tmp_path / "lpips_alex", params, "alex")
-    loaded, net = jl.load_lpips(tmp_path / "lpips_alex")
-    assert net == "alex"
+    params = jl.params_from_state_dicts(trunk, None, "alex")
+    jl.save(tmp_path / "lpips_alex", params, "alex")
+    loaded = jl.load(tmp_path / "lpips_alex")
+    assert jl.net_of(loaded) == "alex"
     a, b = _images(1, 64, 4), _images(1, 64, 5)
     np.testing.assert_array_equal(jl.lpips_distance(loaded, a, b, "alex"), jl.lpips_distance(params, a, b, "alex"))
     with pytest.raises(ValueError, match="not LPIPS-vgg"):
-        jl.load_lpips(tmp_path / "lpips_alex", net="vgg")
+        jl.load(tmp_path / "lpips_alex", net="vgg")
     with pytest.raises(FileNotFoundError) as err:
-        jl.load_lpips(tmp_path / "nowhere", net="vgg")
+        jl.load(tmp_path / "nowhere", net="vgg")
     message = str(err.value)
     for part in ("vgg16-397923af.pth", "alexnet-owt-7be5be79.pth", "download.pytorch.org/models/", "pip install lpips",
                  f"python -m dpi_jax.port vgg16-397923af.pth {tmp_path / 'nowhere'} --model lpips_vgg"):
@@ -127,7 +127,7 @@ def test_folders_pair_by_name(tmp_path):
     from PIL import Image
 
     _, trunk, _ = _reference("alex")
-    params = jl.convert_lpips(trunk, None, "alex")
+    params = jl.params_from_state_dicts(trunk, None, "alex")
     rng = np.random.default_rng(1)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

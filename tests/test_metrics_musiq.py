@@ -29,7 +29,7 @@ SHAPES = [(2, 64, 64), (1, 57, 83), (1, 300, 200)]
 def net():
     model = ref.random_musiq(0)
     state = {k: v.numpy() for k, v in model.state_dict().items()}
-    return model, state, jm.convert_musiq(state)
+    return model, state, jm.params_from_state_dict(state)
 
 
 def _nchw(images):
@@ -78,7 +78,7 @@ def test_port_command_round_trip_and_refusals(net, tmp_path):
     _, state, params = net
     torch.save({k: torch.from_numpy(v) for k, v in state.items()}, tmp_path / jm.WEIGHTS_FILE)
     assert port.main([str(tmp_path / jm.WEIGHTS_FILE), str(tmp_path / "musiq"), "--model", "musiq"]) == 0
-    loaded = jm.load_musiq(tmp_path / "musiq")
+    loaded = jm.load(tmp_path / "musiq")
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params), strict=True):
         np.testing.assert_array_equal(a, b)
     bad = dict(state)
@@ -86,18 +86,18 @@ def test_port_command_round_trip_and_refusals(net, tmp_path):
     bad["transformer_encoder.sinusoid"] = np.zeros(3, np.float32)
     bad["head.0.weight"] = bad.pop("head.weight")  # the AVA checkpoint's 10-way head is head.0 (+ softmax)
     with pytest.raises(PortError) as err:
-        jm.convert_musiq(bad)
+        jm.params_from_state_dict(bad)
     message = str(err.value)
     assert "missing keys (2):\n  head.weight\n  transformer_encoder.transformer.encoderblock_13.mlp.fc2.bias" in message
     assert "unexpected keys (2):\n  head.0.weight\n  transformer_encoder.sinusoid" in message
     bad = dict(state, **{"transformer_encoder.scaleembed_input.scale_emb": np.zeros((4, 384), np.float32)})
     with pytest.raises(PortError, match=r"scale_emb: checkpoint \(4, 384\), model expects \(3, 384\)"):
-        jm.convert_musiq(bad)
+        jm.params_from_state_dict(bad)
 
 
 def test_missing_weights_name_the_file_and_port_command(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
-        jm.load_musiq(tmp_path / "nowhere")
+        jm.load(tmp_path / "nowhere")
     message = str(err.value)
     for part in (jm.WEIGHTS_FILE, "IQA-PyTorch", f"python -m dpi_jax.port {jm.WEIGHTS_FILE} {tmp_path / 'nowhere'} "
                  "--model musiq"):
@@ -125,10 +125,10 @@ def test_evaluation_columns(net, tmp_path):
     assert measures.parse_metrics("clipiqa,musiq,is,fid", "real") == ("fid", "is", "musiq", "clipiqa")
     assert measures.columns(("fid", "is", "musiq", "clipiqa")) == ("fid", "is", "musiq", "clipiqa")
     with pytest.raises(FileNotFoundError, match="--model musiq"):
-        measures.MetricNetworks.load(("musiq",), musiq_weights=tmp_path / "nowhere")
+        measures.MetricNetworks.load(("musiq",), {"musiq": tmp_path / "nowhere"})
     _, _, params = net
     sr = _images((2, 64, 64))[:, None]  # two seeds of one image
-    acc = measures.Accumulator(("musiq",), measures.MetricNetworks(musiq=params), scale=4)
+    acc = measures.Accumulator(("musiq",), measures.MetricNetworks({"musiq": params}), scale=4)
     acc.add(sr, sr[0, :, ::4, ::4], None)
     row = acc.summary(["face"])
     want = jm.musiq_images(params, sr[:, 0], progress=False).mean()

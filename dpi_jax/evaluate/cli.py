@@ -10,13 +10,11 @@ import ml_collections
 from dpi_jax import distributed, images
 from dpi_jax.evaluate import measures
 from dpi_jax.evaluate.loop import evaluate
+from dpi_jax.evaluate.registry import METRICS
 from dpi_jax.evaluate.settings import ABLATION_K, ablation_settings, default_settings, parse_sweep, unique
 from dpi_jax.evaluate.writers import markdown_table, output_paths, write_outputs
 
 TABLE4_METRICS = ("ssim", "lpips", "fid")  # the rows of the paper's Table 4
-WEIGHTS = {"lpips": "checkpoints/metrics/lpips_alex", "fid": "checkpoints/metrics/fid_inception",
-           "id": "checkpoints/metrics/vggface", "musiq": "checkpoints/metrics/musiq",
-           "clipiqa": "checkpoints/metrics/clipiqa"}
 
 
 def table_note(rows: Sequence[dict], metrics, networks: measures.MetricNetworks) -> str:
@@ -68,11 +66,8 @@ def run(config: ml_collections.ConfigDict, out_dir, *, metrics=measures.DEFAULT,
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]}{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''} "
                               f"already exists in {out_dir}: pass --overwrite to replace, or choose another --out")
-    weights = dict(WEIGHTS, **(weights or {}))
-    networks = measures.MetricNetworks.load(metrics, lpips_weights=weights["lpips"], fid_weights=weights["fid"],
-                                            id_weights=weights["id"], fid_reference=fid_reference or None,
-                                            id_descriptor=id_descriptor, progress=progress,
-                                            musiq_weights=weights["musiq"], clipiqa_weights=weights["clipiqa"])
+    networks = measures.MetricNetworks.load(metrics, weights, fid_reference=fid_reference or None,
+                                            id_descriptor=id_descriptor, progress=progress)
     rows = evaluate(config, settings, metrics=metrics, networks=networks, progress=progress)
     columns = measures.columns(metrics)
     note = table_note(rows, metrics, networks)
@@ -101,11 +96,9 @@ def _define_flags():
                       "--metrics is given.")
     flags.DEFINE_integer("ablation_k", ABLATION_K, "The sparsity of Table 4's \"w/o k = 2\" column.")
     flags.DEFINE_bool("overwrite", False, "Replace existing outputs in --out.")
-    flags.DEFINE_string("lpips_weights", WEIGHTS["lpips"], "Ported LPIPS checkpoint (python -m dpi_jax.port ...).")
-    flags.DEFINE_string("fid_weights", WEIGHTS["fid"], "Ported FID Inception checkpoint (for fid and is).")
-    flags.DEFINE_string("id_weights", WEIGHTS["id"], "Ported DeepFace VGG-Face checkpoint (for id).")
-    flags.DEFINE_string("musiq_weights", WEIGHTS["musiq"], "Ported MUSIQ (KonIQ) checkpoint (for musiq).")
-    flags.DEFINE_string("clipiqa_weights", WEIGHTS["clipiqa"], "Ported CLIP-IQA (RN50) checkpoint (for clipiqa).")
+    for key, folder in measures.weight_folders().items():  # --lpips_weights, --fid_weights, ...
+        users = ", ".join(m.name for m in METRICS.values() if m.weights == key)
+        flags.DEFINE_string(f"{key}_weights", folder, f"Ported checkpoint for {users} (python -m dpi_jax.port ...).")
     flags.DEFINE_string("fid_reference", "", "FID against this folder or pytorch-fid .npz statistics file instead "
                         "of the ground-truth faces (needed without ground truth, config.mode=real).")
     flags.DEFINE_enum("id_descriptor", "fc8", ["fc8", "fc7"], "VGG-Face embedding: fc8 (2622-d, threshold 0.40, "
@@ -128,8 +121,7 @@ def main():
         distributed.initialize(**distributed.launch_from_flags())
         validation.check_sampling(config_holder.value)
         images.check_output_dir(FLAGS.out)
-        weights = {"lpips": FLAGS.lpips_weights, "fid": FLAGS.fid_weights, "id": FLAGS.id_weights,
-                   "musiq": FLAGS.musiq_weights, "clipiqa": FLAGS.clipiqa_weights}
+        weights = {key: FLAGS[f"{key}_weights"].value for key in measures.weight_folders()}
         metrics = TABLE4_METRICS if FLAGS.ablation and not FLAGS["metrics"].present else FLAGS.metrics
         run(config_holder.value, FLAGS.out, metrics=metrics, sweeps=FLAGS.sweep,
             crt_ablation=not FLAGS.no_crt_ablation, ablation=FLAGS.ablation, ablation_k=FLAGS.ablation_k,

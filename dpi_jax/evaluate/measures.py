@@ -13,152 +13,124 @@ verifies as the same person, over all seeds' pairs). ``--metrics=id`` gives both
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import jax
 import numpy as np
 
 from dpi_jax.errors import InputError
-from dpi_jax.metrics import pixel
+from dpi_jax.evaluate.registry import METRICS, Batch
 
-PIXEL = ("psnr", "ssim", "lr_psnr", "diversity")
-# the order of the table's columns (Table 2's: fid, is, musiq, clipiqa)
-CHOICES = ("psnr", "ssim", "lpips", "fid", "is", "musiq", "clipiqa", "id", "lr_psnr", "diversity")
-DEFAULT = PIXEL
-# without ground truth (real-world LR): fid, is, musiq, clipiqa, diversity
-NEEDS_GT = ("psnr", "ssim", "lr_psnr", "lpips", "id")
-# The columns each metric name adds to a row, in the order of the paper's tables.
-COLUMNS = {"psnr": ("psnr",), "ssim": ("ssim",), "lpips": ("lpips",), "fid": ("fid",), "is": ("is",),
-           "musiq": ("musiq",), "clipiqa": ("clipiqa",), "id": ("id_acc", "id_cs"), "lr_psnr": ("lr_psnr",),
-           "diversity": ("diversity",)}
-LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "is": "IS", "musiq": "MUSIQ",
-          "clipiqa": "CLIPIQA", "id_acc": "ID ACC",
-          "id_cs": "ID CS", "lr_psnr": "LR-consistency PSNR (dB)", "diversity": "diversity"}
-DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 2, "is": 3, "musiq": 2, "clipiqa": 4, "id_acc": 3, "id_cs": 4,
-          "lr_psnr": 2,
-          "diversity": 4}
-IS_SPLITS = 10  # torch-fidelity's default; fewer when a set has fewer images
+CHOICES = tuple(METRICS)
+DEFAULT = ("psnr", "ssim", "lr_psnr", "diversity")
+LABELS = {column: label for metric in METRICS.values() for column, label in metric.labels.items()}
+DIGITS = {column: digits for metric in METRICS.values() for column, digits in metric.digits.items()}
 
 
 def parse_metrics(spec, mode: str = "synthetic") -> tuple[str, ...]:
     """``"psnr,ssim,lpips"`` -> the metric names in the canonical order; unknown names and, without ground truth
     (``mode`` "real"), metrics that need it are refused with a message naming them."""
     names = [m.strip() for m in (spec.split(",") if isinstance(spec, str) else spec) if m.strip()]
-    unknown = [m for m in names if m not in CHOICES]
+    unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise InputError(f"--metrics {spec!r}: unknown {unknown or 'empty list'}; choose from {', '.join(CHOICES)}")
+        raise InputError(f"--metrics {spec!r}: unknown {unknown or 'empty list'}; choose from {', '.join(METRICS)}")
     if mode != "synthetic":
-        need_gt = [m for m in names if m in NEEDS_GT]
+        need_gt = [m for m in names if METRICS[m].needs_ground_truth]
         if need_gt:
+            free = [m for m, metric in METRICS.items() if not metric.needs_ground_truth]
             raise InputError(f"--metrics: {', '.join(need_gt)} need ground-truth faces (config.mode 'synthetic'); "
-                             f"without them (mode {mode!r}) only fid, is, musiq, clipiqa and diversity can be measured")
-    return tuple(m for m in CHOICES if m in names)
+                             f"without them (mode {mode!r}) only {', '.join(free[:-1])} and {free[-1]} can be "
+                             "measured")
+    return tuple(m for m in METRICS if m in names)
 
 
 def columns(metrics) -> tuple[str, ...]:
-    return tuple(c for m in metrics for c in COLUMNS[m])
+    """The row's columns of the metric names ``metrics``, in their order."""
+    return tuple(c for m in metrics for c in METRICS[m].columns)
+
+
+def weight_folders() -> dict[str, str]:
+    """{weights key: default folder} of the metrics that read a ported network: the folder its
+    :data:`dpi_jax.networks.NETWORKS` entry names (the evaluation's ``--<key>_weights`` defaults)."""
+    from dpi_jax.networks import NETWORKS
+    return {m.weights: NETWORKS[m.network].default_dir for m in METRICS.values() if m.weights}
 
 
 @dataclasses.dataclass
 class MetricNetworks:
-    """The ported networks the chosen metrics need, and the FID reference statistics (None: the GT faces')."""
+    """The ported networks the chosen metrics need ({weights key: params}, e.g. ``{"fid": ...}`` for FID and IS),
+    the FID reference statistics (None: the GT faces') and the identity verification's descriptor and threshold."""
 
-    lpips: tuple | None = None  # (params, net)
-    inception: dict | None = None
-    vggface: dict | None = None
-    musiq: dict | None = None
-    clipiqa: dict | None = None
+    params: dict = dataclasses.field(default_factory=dict)
     fid_reference: tuple | None = None  # (mu, sigma)
     id_descriptor: str = "fc8"
     id_threshold: float = 0.40
 
     @classmethod
-    def load(cls, metrics, *, lpips_weights=None, fid_weights=None, id_weights=None, fid_reference=None,
-             id_descriptor: str = "fc8", id_threshold: float | None = None, progress: bool = True,
-             musiq_weights=None, clipiqa_weights=None):
-        """Load what ``metrics`` needs; a missing weights directory raises FileNotFoundError naming the file to get
-        and the port command (before any sampling is done)."""
-        nets = cls(id_descriptor=id_descriptor)
-        if "lpips" in metrics:
-            from dpi_jax.metrics import lpips
-            nets.lpips = lpips.load_lpips(lpips_weights)
-        if "fid" in metrics or "is" in metrics:
-            from dpi_jax.metrics import fid, inception
-            nets.inception = inception.load_inception(fid_weights)
-            if "fid" in metrics and fid_reference:
-                nets.fid_reference = fid.folder_statistics(nets.inception, fid_reference, progress=progress)
-        if "id" in metrics:
-            from dpi_jax.metrics import identity
-            nets.vggface = identity.load_vggface(id_weights)
-            default = identity.THRESHOLD_FC8 if id_descriptor == "fc8" else identity.THRESHOLD
-            nets.id_threshold = default if id_threshold is None else float(id_threshold)
-        if "musiq" in metrics:
-            from dpi_jax.metrics import musiq
-            nets.musiq = musiq.load_musiq(musiq_weights)
-        if "clipiqa" in metrics:
-            from dpi_jax.metrics import clipiqa
-            nets.clipiqa = clipiqa.load_clipiqa(clipiqa_weights)
+    def load(cls, metrics, weights: dict | None = None, *, fid_reference=None, id_descriptor: str = "fc8",
+             id_threshold: float | None = None, progress: bool = True):
+        """Load what ``metrics`` needs from ``weights`` ({weights key: folder}; a key not given: the network's
+        default folder); a missing weights directory raises FileNotFoundError naming the file to get and the port
+        command (before any sampling is done)."""
+        from dpi_jax.metrics import identity
+        from dpi_jax.networks import NETWORKS
+
+        folders = dict(weight_folders(), **(weights or {}))
+        default_threshold = identity.THRESHOLD_FC8 if id_descriptor == "fc8" else identity.THRESHOLD
+        nets = cls(id_descriptor=id_descriptor,
+                   id_threshold=default_threshold if id_threshold is None else float(id_threshold))
+        for metric in (METRICS[m] for m in metrics):
+            if metric.weights and metric.weights not in nets.params:
+                load = metric.load or NETWORKS[metric.network].load
+                nets.params[metric.weights] = load(folders[metric.weights])
+        if "fid" in metrics and fid_reference:
+            from dpi_jax.metrics import fid
+            nets.fid_reference = fid.folder_statistics(nets.params["fid"], fid_reference, progress=progress)
         return nets
 
 
 def set_fid_reference(networks: MetricNetworks, gt_images: np.ndarray | None, progress: bool = True):
     """Without a reference folder or statistics file, FID is measured against the ground-truth faces of the same
     inputs (computed once for all settings)."""
-    if networks.inception is None or networks.fid_reference is not None:
+    if "fid" not in networks.params or networks.fid_reference is not None:
         return
     if gt_images is None:
         raise InputError("FID without ground truth (config.mode 'real') needs --fid_reference: a folder of real "
                          "faces or a pytorch-fid .npz statistics file")
     from dpi_jax.metrics import fid
-    networks.fid_reference = fid.statistics(fid.image_activations(networks.inception, gt_images))
+    networks.fid_reference = fid.statistics(fid.image_activations(networks.params["fid"], gt_images))
 
 
 class Accumulator:
     """The values of one setting, batch by batch: ``add`` the uint8 results (S, B, H, W, 3) with their LR (B, ...)
-    and GT (B, ...; None without ground truth), then ``summary`` gives the row's metric fields."""
+    and GT (B, ...; None without ground truth), then ``summary`` gives the row's metric fields. What each metric
+    measures comes from its record (:mod:`dpi_jax.evaluate.registry`)."""
 
     def __init__(self, metrics, networks: MetricNetworks, scale: int, progress: bool = False):
         if "fid" in metrics and networks.fid_reference is None:
             raise ValueError("FID needs reference statistics: MetricNetworks.fid_reference (see set_fid_reference)")
         self.metrics, self.networks, self.scale, self.progress = tuple(metrics), networks, scale, progress
-        self.per_image = {c: [] for c in columns(metrics) if c not in ("fid", "is", "id_acc")}
-        self.first_seed, self.id_distances, self.positions = [], [], []
+        self.records = [METRICS[m] for m in self.metrics]
+        self.per_image = {c: [] for r in self.records for c in r.image_columns}
+        self.kept = {k: [] for r in self.records for k in r.kept}  # {name: [(B, S) per batch]}
+        self.first_seed, self.positions = [], []
 
     def add(self, sr: np.ndarray, lr: np.ndarray, gt: np.ndarray | None, positions=None):
         """``positions``: the inputs' places in the whole input list (by default, the next ones): what
         :meth:`gather` orders the values of several processes by."""
-        num, b = sr.shape[:2]
+        batch = Batch(sr, lr, gt, self.scale)
+        b = sr.shape[1]
         start = len(self.positions)
         self.positions += list(range(start, start + b)) if positions is None else [int(p) for p in positions]
-        flat = sr.reshape((num * b,) + sr.shape[2:])
-        per_seed_mean = lambda values: list(np.asarray(values).reshape(num, b).mean(0))
-        if gt is not None:
-            gt_rep = np.broadcast_to(gt[None], sr.shape).reshape(flat.shape)
-        if "psnr" in self.metrics:
-            self.per_image["psnr"] += per_seed_mean(pixel.psnr(flat / 255.0, gt_rep / 255.0))
-        if "ssim" in self.metrics:
-            self.per_image["ssim"] += per_seed_mean(pixel.ssim(flat / 255.0, gt_rep / 255.0))
-        if "lr_psnr" in self.metrics:
-            lr_rep = np.broadcast_to(lr[None], (num,) + lr.shape).reshape((num * b,) + lr.shape[1:])
-            self.per_image["lr_psnr"] += per_seed_mean(pixel.lr_consistency(flat, lr_rep, self.scale))
-        if "diversity" in self.metrics:
-            self.per_image["diversity"] += list(pixel.diversity(sr / 255.0))
-        if "lpips" in self.metrics:
-            from dpi_jax.metrics import lpips
-            params, net = self.networks.lpips
-            self.per_image["lpips"] += per_seed_mean(lpips.lpips_images(params, flat, gt_rep, net, progress=False))
-        if "id" in self.metrics:
-            from dpi_jax.metrics import identity
-            d = identity.identity_distances(self.networks.vggface, flat, gt_rep, progress=False,
-                                            descriptor=self.networks.id_descriptor)
-            self.id_distances.append(np.asarray(d).reshape(num, b).T)  # (B, S): per input
-            self.per_image["id_cs"] += per_seed_mean(d)
-        if "musiq" in self.metrics:
-            from dpi_jax.metrics import musiq
-            self.per_image["musiq"] += per_seed_mean(musiq.musiq_images(self.networks.musiq, flat, progress=False))
-        if "clipiqa" in self.metrics:
-            from dpi_jax.metrics import clipiqa
-            scores = clipiqa.clipiqa_images(self.networks.clipiqa, flat, progress=False)
-            self.per_image["clipiqa"] += per_seed_mean(scores)
+        for record in self.records:
+            if record.per_image is None:
+                continue
+            for name, values in record.per_image(self.networks, batch).items():
+                values = np.asarray(values)
+                if name in self.kept:
+                    self.kept[name].append(values.T)  # (B, S): per input
+                else:  # per input: the mean over its seeds
+                    self.per_image[name] += list(values.mean(0) if values.ndim == 2 else values)
         self.first_seed.append(sr[0])
 
     def gather(self, count: int, image_shape: tuple) -> None:
@@ -179,43 +151,55 @@ class Accumulator:
                 full[positions] = np.concatenate(parts) if isinstance(parts, list) else parts
             return full
 
-        num_seeds = self.id_distances[0].shape[1] if self.id_distances else 0
-        ids = np.asarray(multihost_utils.process_allgather(np.int64(num_seeds))).max()
+        # the number of seeds of kept values: a process without inputs has none, so take the largest
+        seeds = {k: np.asarray(multihost_utils.process_allgather(np.int64(v[0].shape[1] if v else 0))).max()
+                 for k, v in self.kept.items()}
         local = {"held": held, "images": spread(self.first_seed, image_shape, np.uint8),
                  # float64 values travel as pairs of uint32 (JAX arrays would round them to float32)
                  "values": {c: spread(np.asarray(v, np.float64), (), np.float64).view(np.uint32).reshape(count, 2)
-                            for c, v in self.per_image.items()}}
-        if "id" in self.metrics:
-            local["ids"] = spread(self.id_distances, (ids,), np.float64).view(np.uint32)
+                            for c, v in self.per_image.items()},
+                 "kept": {k: spread([np.asarray(p, np.float64) for p in v], (seeds[k],), np.float64).view(np.uint32)
+                          for k, v in self.kept.items()}}
         every = multihost_utils.process_allgather(local)  # each leaf: (processes, ...)
         owner = np.argmax(np.asarray(every["held"]), axis=0)  # the process that holds input i
         pick = lambda table: np.asarray(table)[owner, np.arange(count)]  # noqa: E731
         self.positions = list(range(count))
         self.first_seed = [pick(every["images"])]
         self.per_image = {c: list(pick(v).view(np.float64).reshape(count)) for c, v in every["values"].items()}
-        if "id" in self.metrics:
-            self.id_distances = [pick(every["ids"]).view(np.float64).reshape(count, ids)]
+        self.kept = {k: [pick(v).view(np.float64).reshape(count, seeds[k])] for k, v in every["kept"].items()}
 
-    def _set_metrics(self) -> tuple[float, float, float]:
-        """(FID, IS, IS std) of the first seed's images (NaN where not asked for). Over several processes every
-        process holds the gathered images, but process 0 alone computes them and the others receive its values:
+    def _set_values(self) -> dict:
+        """The per-set fields of the asked metrics, in their order. Those of the first seed's images (FID, IS) are
+        computed by process 0 alone, and the others receive its values: every process holds the gathered images, but
         the Fréchet distance's 2048x2048 eigenvalues are the costly part, and each process would repeat them."""
-        from dpi_jax.metrics import fid
-        values = np.full(3, np.nan)
-        if jax.process_index() == 0:
-            results = np.concatenate(self.first_seed)
-            params = self.networks.inception
-            if "fid" in self.metrics:
-                mine = fid.statistics(fid.image_activations(params, results))
-                values[0] = fid.frechet_distance(*mine, *self.networks.fid_reference)
-            if "is" in self.metrics:
-                logits = fid.image_logits(params, results)
-                values[1:] = fid.inception_score(logits, min(IS_SPLITS, len(logits)))
-        if jax.process_count() > 1:
+        values = SimpleNamespace(images=None, kept={k: np.concatenate(v) for k, v in self.kept.items() if v})
+        on_first = [r for r in self.records if r.per_set is not None and r.first_seed_set]
+        fields = [f for r in on_first for c in r.set_columns for f in (c, f"{c}_std")]
+        shared = np.full(len(fields), np.nan)
+        missing = np.zeros(len(fields), np.uint8)  # 1 where a field is None (no spread)
+        if on_first and jax.process_index() == 0:
+            values.images = np.concatenate(self.first_seed)
+            computed = {}
+            for record in on_first:
+                computed.update(record.per_set(self.networks, values))
+            for i, field in enumerate(fields):
+                if computed[field] is None:
+                    missing[i] = 1
+                else:
+                    shared[i] = computed[field]
+        if on_first and jax.process_count() > 1:
             from jax.experimental import multihost_utils
-            as_uint32 = values.view(np.uint32)  # float64 as pairs of uint32 (JAX arrays would round to float32)
-            values = np.asarray(multihost_utils.broadcast_one_to_all(as_uint32), np.uint32).view(np.float64)
-        return tuple(float(v) for v in values)
+            # float64 as pairs of uint32 (JAX arrays would round to float32)
+            sent = multihost_utils.broadcast_one_to_all({"values": shared.view(np.uint32), "missing": missing})
+            shared = np.asarray(sent["values"], np.uint32).view(np.float64)
+            missing = np.asarray(sent["missing"], np.uint8)
+        first = {f: None if m else float(v) for f, v, m in zip(fields, shared, missing, strict=True)}
+        row = {}
+        for record in self.records:
+            if record.per_set is not None:
+                row.update({f: first[f] for c in record.set_columns for f in (c, f"{c}_std")} if record.first_seed_set
+                           else record.per_set(self.networks, values))
+        return row
 
     def summary(self, names: list[str]) -> dict:
         """The metric fields of the row: ``<c>`` and ``<c>_std`` per column, and ``per_image``."""
@@ -223,14 +207,6 @@ class Accumulator:
         for column, values in self.per_image.items():
             values = np.asarray(values, np.float64)
             row[column], row[f"{column}_std"] = float(values.mean()), float(values.std())
-        if "fid" in self.metrics or "is" in self.metrics:
-            fid_value, is_mean, is_std = self._set_metrics()
-            if "fid" in self.metrics:
-                row["fid"], row["fid_std"] = fid_value, None
-            if "is" in self.metrics:
-                row["is"], row["is_std"] = is_mean, is_std
-        if "id" in self.metrics:
-            d = np.concatenate(self.id_distances).reshape(-1)
-            row["id_acc"], row["id_acc_std"] = float(np.mean(d <= self.networks.id_threshold)), None
+        row.update(self._set_values())
         row["per_image"] = {n: {c: float(v[i]) for c, v in self.per_image.items()} for i, n in enumerate(names)}
         return row

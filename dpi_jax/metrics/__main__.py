@@ -19,11 +19,11 @@ import sys
 from types import SimpleNamespace
 
 from dpi_jax import cli
+from dpi_jax.networks import NETWORKS
 
-WEIGHTS = {"fid": "checkpoints/metrics/fid_inception", "stats": "checkpoints/metrics/fid_inception",
-           "is": "checkpoints/metrics/fid_inception", "lpips": "checkpoints/metrics/lpips_alex",
-           "id": "checkpoints/metrics/vggface", "musiq": "checkpoints/metrics/musiq",
-           "clipiqa": "checkpoints/metrics/clipiqa"}
+# The network each command reads (dpi_jax.networks): its default folder is the command's --weights default.
+NETWORK = {"fid": "fid_inception", "stats": "fid_inception", "is": "fid_inception", "lpips": "lpips_alex",
+           "id": "vggface", "musiq": "musiq", "clipiqa": "clipiqa"}
 
 
 # Each command: its positional arguments (the names _run reads) and what it computes.
@@ -40,7 +40,8 @@ def _define_flags(fv, command: str):
     """The flags of ``command`` on ``fv``."""
     from absl import flags
 
-    flags.DEFINE_string("weights", WEIGHTS[command], f"ported checkpoint (default {WEIGHTS[command]})", flag_values=fv)
+    default = NETWORKS[NETWORK[command]].default_dir
+    flags.DEFINE_string("weights", default, f"ported checkpoint (default {default})", flag_values=fv)
     flags.DEFINE_integer("batch_size", 8 if command == "musiq" else 50, "images per batch", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_bool("json", False, "also print the whole result as JSON", flag_values=fv)
@@ -54,7 +55,7 @@ def _define_flags(fv, command: str):
 def _run(args) -> int:
     if args.command in ("fid", "stats", "is"):
         from dpi_jax.metrics import fid, inception
-        params = inception.load_inception(args.weights)
+        params = inception.load(args.weights)
         if args.command == "fid":
             value = fid.fid_folders(params, args.path_a, args.path_b, batch_size=args.batch_size)
             result, line = {"fid": value}, f"FID: {value}"
@@ -67,21 +68,22 @@ def _run(args) -> int:
             result, line = {"is": mean, "is_std": std}, f"IS: {mean} ± {std}"
     elif args.command == "lpips":
         from dpi_jax.metrics import lpips
-        params, net = lpips.load_lpips(args.weights)
+        params = lpips.load(args.weights)
+        net = lpips.net_of(params)
         result = lpips.lpips_folders(params, args.dir_a, args.dir_b, net, batch_size=args.batch_size)
         line = f"LPIPS-{net}: {result['mean']} over {len(result['per_image'])} pairs"
     elif args.command in ("musiq", "clipiqa"):
         from dpi_jax.metrics import clipiqa, musiq
         if args.command == "musiq":
-            result = musiq.musiq_folder(musiq.load_musiq(args.weights), args.folder, batch_size=args.batch_size)
+            result = musiq.musiq_folder(musiq.load(args.weights), args.folder, batch_size=args.batch_size)
         else:
-            result = clipiqa.clipiqa_folder(clipiqa.load_clipiqa(args.weights), args.folder,
+            result = clipiqa.clipiqa_folder(clipiqa.load(args.weights), args.folder,
                                             batch_size=args.batch_size)
         name = {"musiq": "MUSIQ", "clipiqa": "CLIP-IQA"}[args.command]
         line = f"{name}: {result['mean']} over {len(result['per_image'])} images"
     else:
         from dpi_jax.metrics import identity
-        params = identity.load_vggface(args.weights)
+        params = identity.load(args.weights)
         threshold = identity.THRESHOLD_FC8 if args.descriptor == "fc8" else identity.THRESHOLD
         result = identity.identity_folders(params, args.sr_dir, args.gt_dir, threshold, batch_size=args.batch_size,
                                            descriptor=args.descriptor)

@@ -42,7 +42,7 @@ def run(num_images: int, size: int, batch_size: int, metrics=("lpips", "fid")) -
               "images": num_images, "size": size, "batch_size": batch_size}
     if "lpips" in metrics:
         state_dict = torch_reference.random_alexnet_state_dict()
-        params = lpips.convert_lpips({k: v.numpy() for k, v in state_dict.items()}, None, "alex")
+        params = lpips.params_from_state_dicts({k: v.numpy() for k, v in state_dict.items()}, None, "alex")
         reference = torch_reference.lpips_reference(state_dict)
         _, compile_s = _timed(lambda: lpips.lpips_images(params, a[:batch_size], b[:batch_size], batch_size=batch_size,
                                                          progress=False))
@@ -61,7 +61,7 @@ def run(num_images: int, size: int, batch_size: int, metrics=("lpips", "fid")) -
         from pytorch_fid.fid_score import calculate_frechet_distance
 
         state_dict = torch_reference.random_fid_inception_state_dict()
-        params = inception.convert_inception({k: v.numpy() for k, v in state_dict.items()})
+        params = inception.params_from_state_dict({k: v.numpy() for k, v in state_dict.items()})
         reference = torch_reference.pytorch_fid_reference(state_dict)
         _, compile_s = _timed(lambda: fid.image_activations(params, a[:batch_size], batch_size=batch_size))
 
@@ -99,12 +99,12 @@ def _no_reference_metric(name: str, images: np.ndarray, batch_size: int) -> dict
     nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float() / 255  # noqa: E731
     if name == "musiq":
         model = ref.random_musiq(0).eval()
-        params = musiq.convert_musiq({k: v.numpy() for k, v in model.state_dict().items()})
+        params = musiq.params_from_state_dict({k: v.numpy() for k, v in model.state_dict().items()})
         ours_fn = lambda x: musiq.musiq_images(params, x, batch_size=batch_size, progress=False)  # noqa: E731
         reference_fn = lambda x: model(nchw(x)).numpy()[:, 0]  # noqa: E731
     else:
         model = ref.random_clip(0).eval()
-        params = clipiqa.convert_clipiqa({k: v.numpy() for k, v in model.state_dict().items()})
+        params = clipiqa.params_from_state_dict({k: v.numpy() for k, v in model.state_dict().items()})
         tokens = torch.from_numpy(clipiqa.token_array())
         ours_fn = lambda x: clipiqa.clipiqa_images(params, x, batch_size=batch_size, progress=False)  # noqa: E731
         reference_fn = lambda x: ref.clipiqa_reference(model, nchw(x), tokens).numpy()[:, 0]  # noqa: E731

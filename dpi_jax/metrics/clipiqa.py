@@ -22,7 +22,7 @@ papers report as CLIPIQA) uses the five pairs above, and so does this module.
 
 The text tower (CLIP's 12-layer causal transformer on the BPE tokens of :data:`PROMPT_TOKENS`, its EOT token's
 feature through ``text_projection``) depends on nothing but the weights, so it runs once, when the weights are ported
-(:class:`CLIPTextTower`, :func:`convert_clipiqa`): the checkpoint holds the image tower, the ten text features and
+(:class:`CLIPTextTower`, :func:`convert`): the checkpoint holds the image tower, the ten text features and
 ``logit_scale``. The token ids are those of OpenAI's ``clip.tokenize`` (checked against its tokenizer in the tests).
 
 Weights: OpenAI's ``RN50.pt`` (a TorchScript archive, read with ``torch.jit.load``, whose state_dict is CLIP's; a
@@ -55,7 +55,6 @@ WEIGHTS_FILE = "RN50.pt"
 WEIGHTS_URL = ("https://openaipublic.azureedge.net/clip/models/"
                "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt")
 DEFAULT_DIR = "checkpoints/metrics/clipiqa"
-PORT_COMMAND = f"python -m dpi_jax.port {WEIGHTS_FILE} {DEFAULT_DIR} --model clipiqa"
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
 BN_EPS = 1e-5
@@ -267,7 +266,7 @@ def clipiqa_score(params, images):
     return scores_from_features(params, image_features(params, images))
 
 
-def abstract_clipiqa_params() -> dict:
+def abstract_params() -> dict:
     """The checkpoint's parameter tree as ShapeDtypeStructs: ``visual`` (:class:`CLIPImageTower`), ``text_features``
     (10, 1024) and ``logit_scale`` ()."""
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
@@ -296,7 +295,7 @@ def torch_key(path: tuple[str, ...]) -> str:
 def _expected() -> dict:
     """{state_dict key: (path, shape)} of both towers; image-tower paths start with "visual", text ones with "text"."""
     out = {}
-    for path, spec in flatten_dict(abstract_clipiqa_params()["visual"]).items():
+    for path, spec in flatten_dict(abstract_params()["visual"]).items():
         out["visual." + torch_key(path)] = (("visual",) + path, spec.shape)
     for path, spec in flatten_dict(abstract_text_params()).items():
         key = torch_key(path) if len(path) > 1 else {"token_embedding": "token_embedding.weight"}.get(path[0], path[0])
@@ -316,7 +315,7 @@ def _text_features(text_params, tokens):
     return CLIPTextTower().apply({"params": text_params}, tokens)
 
 
-def convert_clipiqa(state_dict: dict) -> dict:
+def params_from_state_dict(state_dict: dict) -> dict:
     """The checkpoint params from CLIP RN50's state_dict (``RN50.pt``'s keys: ``visual.*``, ``transformer.*``,
     ``token_embedding.weight``, ``positional_embedding``, ``ln_final.*``, ``text_projection``, ``logit_scale``): the
     image tower, the text features of :data:`PROMPTS` (computed here by :class:`CLIPTextTower`) and ``logit_scale``.
@@ -357,30 +356,31 @@ def read_clip_state_dict(path) -> dict:
     return finite_arrays(state, path)
 
 
-def save_clipiqa(directory, params, *, overwrite: bool = False) -> Path:
+def convert(src) -> dict:
+    """The checkpoint params of OpenAI's ``RN50.pt`` (:func:`read_clip_state_dict`, then
+    :func:`params_from_state_dict`: the text features included). Raises PortError when the file does not fit."""
+    return params_from_state_dict(read_clip_state_dict(src))
+
+
+def save(directory, params, *, overwrite: bool = False) -> Path:
     """Write ported params as a dpi-jax checkpoint of kind ``"clipiqa"`` (the prompts are recorded in model.json)."""
     meta = {"kind": KIND, "config": {"source": WEIGHTS_FILE, "backbone": "RN50", "prompts": list(PROMPTS)}}
     return checkpoint.write_checkpoint(directory, params, meta, overwrite=overwrite)
 
 
-def port_clipiqa(src, dst, *, overwrite: bool = False) -> Path:
-    """``python -m dpi_jax.port RN50.pt DST --model clipiqa``: read, convert (text features included), save. Raises
-    PortError (nothing written) when the file does not fit."""
-    return save_clipiqa(dst, convert_clipiqa(read_clip_state_dict(src)), overwrite=overwrite)
-
-
-def missing_weights_message(directory) -> str:
+def missing_message(directory) -> str:
+    """What to download, where it is published, and the port command that makes the checkpoint ``directory``."""
     return (f"no CLIP-IQA weights at {directory}. Download {WEIGHTS_FILE} (OpenAI's CLIP ResNet-50, published by "
             f"openai/CLIP at {WEIGHTS_URL}; pyiqa's clipiqa downloads the same file) and port it once with\n"
-            f"    python -m dpi_jax.port {WEIGHTS_FILE} {directory} --model clipiqa")
+            f"    python -m dpi_jax.port {WEIGHTS_FILE} {directory} --model {KIND}")
 
 
-def load_clipiqa(directory=DEFAULT_DIR) -> dict:
+def load(directory=DEFAULT_DIR) -> dict:
     """The params of a ported CLIP-IQA checkpoint (``None``: :data:`DEFAULT_DIR`). A missing directory raises
     FileNotFoundError naming the file, where it is published and the port command."""
     directory = Path(DEFAULT_DIR if directory is None else directory)
-    return checkpoint.load_network(directory, KIND, "CLIP-IQA", abstract_clipiqa_params,
-                                   missing_weights_message(directory))
+    return checkpoint.load_network(directory, KIND, "CLIP-IQA", lambda config: abstract_params(),
+                                   missing_message(directory))
 
 
 # ----------------------------------------------------------------------------------------------- many images

@@ -34,7 +34,7 @@ import numpy as np
 from flax import linen as nn
 
 from dpi_jax import checkpoint, sharding
-from dpi_jax.errors import CheckpointError, InputError
+from dpi_jax.errors import InputError
 from dpi_jax.metrics.batching import map_batches
 from dpi_jax.torch_port import PortError, misfit_error
 
@@ -43,6 +43,7 @@ INPUT_SIZE = 224
 THRESHOLD = 0.68  # deepface's thresholds["VGG-Face"]["cosine"] for the 4096-d embedding
 THRESHOLD_FC8 = 0.40  # deepface <= 0.0.85, 2622-d descriptor
 WEIGHTS_FILE = "vgg_face_weights.h5"
+DEFAULT_DIR = "checkpoints/metrics/vggface"
 
 # (name, input channels, output channels, kernel size); a 2x2 max pool follows each *_pool name's layer
 LAYERS = (("conv1_1", 3, 64, 3), ("conv1_2", 64, 64, 3),
@@ -97,7 +98,7 @@ class VGGFace(nn.Module):
         return outputs[self.descriptor].reshape(x.shape[0], -1)
 
 
-def abstract_vggface_params() -> dict:
+def abstract_params() -> dict:
     """The parameter tree of :class:`VGGFace` as ShapeDtypeStructs."""
     x = jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
     return jax.eval_shape(VGGFace().init, jax.random.PRNGKey(0), x)["params"]
@@ -254,16 +255,16 @@ def read_keras_h5(path) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
     return layers
 
 
-def convert_vggface_h5(path) -> dict:
+def convert(path) -> dict:
     """VGG-Face params from DeepFace's ``vgg_face_weights.h5``. The layers holding weights are matched in order, as
     Keras's ``load_weights`` does (names are free); each must hold a (kh, kw, in, out) kernel and an (out,) bias of
     the expected shapes. Otherwise raises :class:`PortError` listing every missing layer, unexpected layer and shape
     mismatch."""
-    return convert_vggface_layers(read_keras_h5(path))
+    return params_from_layers(read_keras_h5(path))
 
 
-def convert_vggface_layers(layers) -> dict:
-    """:func:`convert_vggface_h5` of already read layers (see :func:`read_keras_h5`)."""
+def params_from_layers(layers) -> dict:
+    """:func:`convert` of already read layers (see :func:`read_keras_h5`)."""
     expected = [(name, ((k, k, cin, cout), (cout,))) for name, cin, cout, k in LAYERS]
     found = [(name, tuple(tuple(w.shape) for _, w in weights)) for name, weights in layers]
     matcher = difflib.SequenceMatcher(a=[s for _, s in expected], b=[s for _, s in found], autojunk=False)
@@ -293,25 +294,22 @@ def _shapes(shapes) -> str:
     return " + ".join(str(tuple(s)) for s in shapes)
 
 
-def save_vggface(directory, params, overwrite: bool = False) -> Path:
+def save(directory, params, *, overwrite: bool = False) -> Path:
     """Write VGG-Face params as a dpi-jax checkpoint (kind "vggface")."""
     return checkpoint.write_checkpoint(directory, params, {"kind": KIND, "config": {"input_size": INPUT_SIZE}},
                                        overwrite=overwrite)
 
 
 def missing_message(directory) -> str:
+    """What to download, where it is published, and the port command that makes the checkpoint ``directory``."""
     return (f"no VGG-Face checkpoint at {directory}. Port DeepFace's weights once: download {WEIGHTS_FILE} "
             f"(published on the deepface GitHub releases page, serengil/deepface_models, release v1.0), then run\n"
-            f"  python -m dpi_jax.port {WEIGHTS_FILE} {directory} --model vggface")
+            f"  python -m dpi_jax.port {WEIGHTS_FILE} {directory} --model {KIND}")
 
 
-def load_vggface(directory) -> dict:
-    """The params of a VGG-Face checkpoint; a missing directory raises FileNotFoundError naming the weights file and
-    the port command."""
-    try:
-        meta, params = checkpoint.read_checkpoint(directory, lambda m: abstract_vggface_params())
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{err}\n{missing_message(directory)}") from err
-    if meta["kind"] != KIND:
-        raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint, not VGG-Face")
-    return params
+def load(directory=DEFAULT_DIR) -> dict:
+    """The params of a VGG-Face checkpoint (``None``: :data:`DEFAULT_DIR`); a missing directory raises
+    FileNotFoundError naming the weights file and the port command."""
+    directory = Path(DEFAULT_DIR if directory is None else directory)
+    return checkpoint.load_network(directory, KIND, "VGG-Face", lambda config: abstract_params(),
+                                   missing_message(directory))

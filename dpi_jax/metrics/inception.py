@@ -29,8 +29,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict
 
 from dpi_jax import checkpoint
-from dpi_jax.errors import CheckpointError
-from dpi_jax.torch_port import fill_params, strip_module_prefix
+from dpi_jax.torch_port import fill_params, load_torch_state_dict, strip_module_prefix
 
 KIND = "fid_inception"
 INPUT_SIZE = 299
@@ -38,7 +37,6 @@ NUM_CLASSES = 1008
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
 DEFAULT_DIR = "checkpoints/metrics/fid_inception"
-PORT_COMMAND = f"python -m dpi_jax.port {WEIGHTS_FILE} {DEFAULT_DIR} --model fid_inception"
 BN_EPS = 1e-3
 # Flax leaf -> PyTorch state_dict leaf (conv/fc ``weight`` is a ``kernel``, BatchNorm ``weight`` a ``scale``).
 LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
@@ -325,48 +323,41 @@ def torch_key(path: tuple[str, ...]) -> str:
     return ".".join([*modules, LEAF_NAMES[leaf]])
 
 
-def convert_inception(state_dict: dict) -> dict:
+def params_from_state_dict(state_dict: dict) -> dict:
     """Flax params from the state_dict of ``fid_inception_v3()`` (pytorch-fid) or torch-fidelity's
     ``FeatureExtractorInceptionV3`` (the same keys; BatchNorm ``num_batches_tracked`` entries are optional and
-    unused). Raises :class:`~dpi_jax.port.PortError` listing all missing keys, unexpected keys and shape mismatches."""
+    unused). Raises :class:`~dpi_jax.torch_port.PortError` listing all missing keys, unexpected keys and shape
+    mismatches."""
     expected = {torch_key(path): (path, spec.shape) for path, spec in flatten_dict(abstract_params()).items()}
     optional = {k.rsplit(".", 1)[0] + ".num_batches_tracked" for k in expected if k.endswith(".bn.running_mean")}
     return fill_params(expected, strip_module_prefix(dict(state_dict)), "FID Inception-v3",
                        ignore=lambda key: key in optional)
 
 
-def save_inception(directory, params, *, overwrite: bool = False) -> Path:
+def convert(src) -> dict:
+    """The params of ``pt_inception-2015-12-05-6726825d.pth`` (or torch-fidelity's file of the same network), read
+    with ``torch.load(weights_only=True)``. Raises PortError when the file does not fit."""
+    return params_from_state_dict(load_torch_state_dict(src))
+
+
+def save(directory, params, *, overwrite: bool = False) -> Path:
     """Write converted params as a dpi-jax checkpoint of kind ``"fid_inception"``."""
     meta = {"kind": KIND, "config": {"source": WEIGHTS_FILE, "num_classes": NUM_CLASSES}}
     return checkpoint.write_checkpoint(directory, params, meta, overwrite=overwrite)
 
 
-def port_inception(src, dst, *, overwrite: bool = False) -> Path:
-    """``python -m dpi_jax.port pt_inception-2015-12-05-6726825d.pth DST --model fid_inception``: read the .pth,
-    convert, save. Raises PortError (nothing written) when the file does not fit."""
-    from dpi_jax.torch_port import load_torch_state_dict
-
-    return save_inception(dst, convert_inception(load_torch_state_dict(src)), overwrite=overwrite)
-
-
-def missing_weights_message(directory) -> str:
+def missing_message(directory) -> str:
+    """What to download and the port command that makes the checkpoint ``directory``."""
     return (f"no FID Inception weights at {directory}. Download {WEIGHTS_FILE} (pytorch-fid's FID Inception-v3, "
             f"published on the pytorch-fid GitHub releases page: {WEIGHTS_URL}) and port it once with\n"
-            f"    {PORT_COMMAND}\n"
+            f"    python -m dpi_jax.port {WEIGHTS_FILE} {directory} --model {KIND}\n"
             f"(torch-fidelity's weights-inception-2015-12-05-6726825d.pth holds the same network and is accepted "
             f"too).")
 
 
-def load_inception(directory=DEFAULT_DIR) -> dict:
+def load(directory=DEFAULT_DIR) -> dict:
     """The params of a ported FID Inception checkpoint (``None``: :data:`DEFAULT_DIR`). A missing directory raises
     FileNotFoundError saying which file to download and how to port it."""
     directory = Path(DEFAULT_DIR if directory is None else directory)
-    if not (directory / checkpoint.MODEL_FILE).is_file():
-        raise FileNotFoundError(missing_weights_message(directory))
-
-    def target(meta):
-        if meta["kind"] != KIND:
-            raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint, not the FID Inception ({KIND!r})")
-        return abstract_params()
-
-    return checkpoint.read_checkpoint(directory, target)[1]
+    return checkpoint.load_network(directory, KIND, "the FID Inception", lambda config: abstract_params(),
+                                   missing_message(directory))

@@ -12,7 +12,7 @@ The computation matched, step by step (``lpips/lpips.py`` and ``lpips/pretrained
 
 Weights: the trunk from torchvision's ImageNet file (``alexnet-owt-7be5be79.pth`` or ``vgg16-397923af.pth``, its
 ``classifier.*`` keys are not used), the heads from the lpips package's ``weights/v0.1/{alex,vgg}.pth``; both are
-ported once to a dpi-jax checkpoint (:func:`port_lpips`, :func:`save_lpips`, :func:`load_lpips`).
+ported once to a dpi-jax checkpoint (:func:`convert`, :func:`save`, :func:`load`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def _vgg_layers():
 TRUNKS = {"alex": _ALEX, "vgg": _vgg_layers()}
 TAPS = {"alex": (1, 4, 7, 9, 11), "vgg": (3, 8, 15, 22, 29)}  # ReLU outputs, as lpips.pretrained_networks
 CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
-BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+# the published trunk of each net (torchvision's ImageNet weights) and the folder the tools read it from by default
+WEIGHTS_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+DEFAULT_DIRS = {net: f"checkpoints/metrics/lpips_{net}" for net in NETS}
 
 
 def _check_net(net: str) -> str:
@@ -134,7 +136,7 @@ def lpips_distance(params, a, b, net: str = "alex"):
     return LPIPS(_check_net(net)).apply({"params": params}, to_lpips_range(a), to_lpips_range(b))
 
 
-def abstract_lpips_params(net: str = "alex") -> dict:
+def abstract_params(net: str = "alex") -> dict:
     """The parameter tree of :class:`LPIPS` as ShapeDtypeStructs (no computation)."""
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
     return jax.eval_shape(LPIPS(_check_net(net)).init, jax.random.PRNGKey(0), x, x)["params"]
@@ -148,7 +150,7 @@ def _leaf_key(leaf: str) -> str:
 
 
 def _expected(net: str, part: str) -> dict:
-    tree = flatten_dict(abstract_lpips_params(net))
+    tree = flatten_dict(abstract_params(net))
     out = {}
     for path, spec in tree.items():
         if part == "trunk" and path[0] == "trunk":
@@ -170,7 +172,7 @@ def bundled_heads_path(net: str = "alex") -> Path:
     return path
 
 
-def convert_lpips(backbone_state_dict: dict, heads_state_dict: dict | None = None, net: str = "alex") -> dict:
+def params_from_state_dicts(backbone_state_dict: dict, heads_state_dict: dict | None = None, net: str = "alex") -> dict:
     """LPIPS params from torchvision's trunk state_dict (``features.N.weight/bias``; ``classifier.*`` is ignored) and
     the lpips heads state_dict (``linK.model.1.weight``; None: the v0.1 heads of the installed lpips package).
     Raises :class:`PortError` listing all missing, unexpected and mis-shaped keys of both."""
@@ -190,39 +192,45 @@ def convert_lpips(backbone_state_dict: dict, heads_state_dict: dict | None = Non
     return jax.tree.map(np.asarray, params)
 
 
-def port_lpips(backbone_path, heads_path=None, net: str = "alex") -> dict:
-    """:func:`convert_lpips` of two files: torchvision's ``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth`` and
-    the heads (None: the lpips package's own)."""
-    heads = None if heads_path is None else load_torch_state_dict(heads_path)
-    return convert_lpips(load_torch_state_dict(backbone_path), heads, net)
+def convert(src, heads=None, net: str = "alex") -> dict:
+    """:func:`params_from_state_dicts` of two files: torchvision's ``alexnet-owt-7be5be79.pth`` /
+    ``vgg16-397923af.pth`` (``src``) and the v0.1 heads (None: the lpips package's own)."""
+    heads_state_dict = None if heads is None else load_torch_state_dict(heads)
+    return params_from_state_dicts(load_torch_state_dict(src), heads_state_dict, net)
 
 
-def save_lpips(directory, params, net: str = "alex", overwrite: bool = False) -> Path:
+def save(directory, params, net: str = "alex", *, overwrite: bool = False) -> Path:
     """Write LPIPS params as a dpi-jax checkpoint (kind "lpips", config {"net": net})."""
     return checkpoint.write_checkpoint(directory, params, {"kind": KIND, "config": {"net": _check_net(net)}},
                                        overwrite=overwrite)
 
 
 def missing_message(directory, net: str = "alex") -> str:
+    """What to download and the port command that makes the LPIPS-``net`` checkpoint ``directory``."""
     return (f"no LPIPS-{net} checkpoint at {directory}. Port the ImageNet trunk once: download torchvision's "
-            f"{BACKBONE_FILES[net]} (published at download.pytorch.org/models/), then run\n"
-            f"  python -m dpi_jax.port {BACKBONE_FILES[net]} {directory} --model lpips_{net} [--heads PATH]\n"
+            f"{WEIGHTS_FILES[net]} (published at download.pytorch.org/models/), then run\n"
+            f"  python -m dpi_jax.port {WEIGHTS_FILES[net]} {directory} --model lpips_{net} [--heads PATH]\n"
             f"(the v0.1 linear heads ship inside `pip install lpips`; --heads gives another file). LPIPS-alex needs "
-            f"{BACKBONE_FILES['alex']}, LPIPS-vgg {BACKBONE_FILES['vgg']}.")
+            f"{WEIGHTS_FILES['alex']}, LPIPS-vgg {WEIGHTS_FILES['vgg']}.")
 
 
-def load_lpips(directory, net: str | None = None) -> tuple[dict, str]:
-    """(params, net) of an LPIPS checkpoint; a missing directory raises FileNotFoundError naming the files and the
-    port command; ``net``, when given, must match the checkpoint's."""
-    try:
-        meta, params = checkpoint.read_checkpoint(directory, lambda m: abstract_lpips_params(m["config"]["net"]))
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{err}\n{missing_message(directory, net or 'alex')}") from err
-    if meta["kind"] != KIND:
-        raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint, not LPIPS")
-    if net is not None and meta["config"]["net"] != net:
-        raise CheckpointError(f"{directory} holds LPIPS-{meta['config']['net']}, not LPIPS-{net}")
-    return params, meta["config"]["net"]
+def load(directory=None, net: str | None = None) -> dict:
+    """The params of an LPIPS checkpoint (``None``: :data:`DEFAULT_DIRS` of ``net``, or of alex), whichever its trunk
+    (:func:`net_of` tells); ``net``, when given, must be the checkpoint's. A missing directory raises
+    FileNotFoundError naming the files and the port command."""
+    directory = Path(DEFAULT_DIRS[net or "alex"] if directory is None else directory)
+
+    def abstract(config):
+        if net is not None and config["net"] != net:
+            raise CheckpointError(f"{directory} holds LPIPS-{config['net']}, not LPIPS-{net}")
+        return abstract_params(config["net"])
+
+    return checkpoint.load_network(directory, KIND, "LPIPS", abstract, missing_message(directory, net or "alex"))
+
+
+def net_of(params) -> str:
+    """The trunk of LPIPS params: "vgg" when they hold VGG16's convolutions, else "alex"."""
+    return "vgg" if len(params["trunk"]) == sum(layer[0] == "conv" for layer in TRUNKS["vgg"]) else "alex"
 
 
 # ----------------------------------------------------------------------------------------------- many images

@@ -49,7 +49,6 @@ KIND = "musiq"
 WEIGHTS_FILE = "musiq_koniq_ckpt-e95806b9.pth"
 WEIGHTS_URL = f"https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/{WEIGHTS_FILE}"
 DEFAULT_DIR = "checkpoints/metrics/musiq"
-PORT_COMMAND = f"python -m dpi_jax.port {WEIGHTS_FILE} {DEFAULT_DIR} --model musiq"
 PRECISION = jax.lax.Precision.HIGHEST
 PATCH = 32
 GRID = 10  # hashed spatial positions: a GRID x GRID table
@@ -303,7 +302,7 @@ def musiq_score(params, images):
     return MUSIQ().apply({"params": params}, *prepare(images))
 
 
-def abstract_musiq_params() -> dict:
+def abstract_params() -> dict:
     """The parameter tree of :class:`MUSIQ` as ShapeDtypeStructs (no computation)."""
     patches = jax.ShapeDtypeStruct((1, 2, PATCH, PATCH, 3), jnp.float32)
     vec = np.zeros(2, np.int32)
@@ -320,39 +319,41 @@ def torch_key(path: tuple[str, ...]) -> str:
     return ".".join(modules + [LEAF_NAMES.get(leaf, leaf)])
 
 
-def convert_musiq(state_dict: dict) -> dict:
+def params_from_state_dict(state_dict: dict) -> dict:
     """Flax params from the state_dict of pyiqa's ``MUSIQ(num_class=1)`` (``musiq_koniq_ckpt-e95806b9.pth``).
     Raises :class:`~dpi_jax.torch_port.PortError` listing every missing key, unexpected key and shape mismatch (the
     AVA checkpoint's 10-way head, for instance, is refused by its shape)."""
-    expected = {torch_key(path): (path, spec.shape) for path, spec in flatten_dict(abstract_musiq_params()).items()}
+    expected = {torch_key(path): (path, spec.shape) for path, spec in flatten_dict(abstract_params()).items()}
     params = fill_params(expected, {k: np.asarray(v) for k, v in dict(state_dict).items()}, "MUSIQ (KonIQ)")
     return jax.tree.map(np.asarray, params)
 
 
-def save_musiq(directory, params, *, overwrite: bool = False) -> Path:
+def convert(src) -> dict:
+    """The params of ``musiq_koniq_ckpt-e95806b9.pth``, read with ``torch.load(weights_only=True)``. Raises PortError
+    when the file does not fit."""
+    return params_from_state_dict(load_torch_state_dict(src))
+
+
+def save(directory, params, *, overwrite: bool = False) -> Path:
     """Write ported params as a dpi-jax checkpoint of kind ``"musiq"``."""
     meta = {"kind": KIND, "config": {"source": WEIGHTS_FILE, "longer_side_lengths": list(LONGER_SIDES)}}
     return checkpoint.write_checkpoint(directory, params, meta, overwrite=overwrite)
 
 
-def port_musiq(src, dst, *, overwrite: bool = False) -> Path:
-    """``python -m dpi_jax.port musiq_koniq_ckpt-e95806b9.pth DST --model musiq``: read (``torch.load(...,
-    weights_only=True)``), convert, save. Raises PortError (nothing written) when the file does not fit."""
-    return save_musiq(dst, convert_musiq(load_torch_state_dict(src)), overwrite=overwrite)
-
-
-def missing_weights_message(directory) -> str:
+def missing_message(directory) -> str:
+    """What to download, where it is published, and the port command that makes the checkpoint ``directory``."""
     return (f"no MUSIQ weights at {directory}. Download {WEIGHTS_FILE} (pyiqa's MUSIQ trained on KonIQ-10k, the "
             f"weights of its default `musiq` metric, published on the IQA-PyTorch GitHub releases page: "
             f"{WEIGHTS_URL}) and port it once with\n"
-            f"    python -m dpi_jax.port {WEIGHTS_FILE} {directory} --model musiq")
+            f"    python -m dpi_jax.port {WEIGHTS_FILE} {directory} --model {KIND}")
 
 
-def load_musiq(directory=DEFAULT_DIR) -> dict:
+def load(directory=DEFAULT_DIR) -> dict:
     """The params of a ported MUSIQ checkpoint (``None``: :data:`DEFAULT_DIR`). A missing directory raises
     FileNotFoundError naming the file, where it is published and the port command."""
     directory = Path(DEFAULT_DIR if directory is None else directory)
-    return checkpoint.load_network(directory, KIND, "MUSIQ", abstract_musiq_params, missing_weights_message(directory))
+    return checkpoint.load_network(directory, KIND, "MUSIQ", lambda config: abstract_params(),
+                                   missing_message(directory))
 
 
 # ----------------------------------------------------------------------------------------------- many images
