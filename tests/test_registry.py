@@ -13,7 +13,9 @@ from dpi_jax import port
 from dpi_jax.evaluate import measures, registry
 from dpi_jax.networks import NETWORKS, PortableNetwork
 
-SMALL = 6_000_000  # parameters: the networks whose zeros round-trip here in about a second
+# The networks whose zeros round-trip here in about a second (under 6M parameters; named, not measured at collection:
+# working out every network's shapes takes seconds). The others share the same save/load code per kind.
+SMALL_NETWORKS = ("crt_256", "lpips_alex")
 
 
 @functools.cache
@@ -40,9 +42,10 @@ def test_every_network_has_the_interface(name, tmp_path):
     assert _size(_abstract(name)) > 0
 
 
-@pytest.mark.parametrize("name", [n for n in NETWORKS if _size(_abstract(n)) <= SMALL])
+@pytest.mark.parametrize("name", SMALL_NETWORKS)
 def test_small_networks_round_trip_through_save_and_load(name, tmp_path):
     network = NETWORKS[name]
+    assert _size(_abstract(name)) < 6_000_000
     params = jax.tree.map(lambda spec: np.zeros(spec.shape, spec.dtype), _abstract(name))
     out = network.save(tmp_path / name, params, overwrite=False)
     loaded = network.load(out)
