@@ -69,6 +69,16 @@ def test_presets_have_the_manifest_sizes():
     assert count_params(abstract_params(make_model("crt", CRT_256))) == manifests["crt_256"]["params"]
 
 
+def test_abstract_params_are_worked_out_once_per_config_and_copied():
+    """Equal configs give equal modules and share one traced tree; each caller gets its own dicts."""
+    first = abstract_params(make_model("crt", CRT_TINY))
+    first.clear()  # a caller that changes its tree does not change the next caller's
+    again = abstract_params(make_model("crt", dict(CRT_TINY)))
+    assert count_params(again) > 0 and jax.tree.structure(again) == jax.tree.structure(
+        jax.eval_shape(make_model("crt", CRT_TINY).init, jax.random.key(0),
+                       *make_model("crt", CRT_TINY).example_inputs(1))["params"])
+
+
 def test_bfloat16_compute_is_close_to_float32(adm_tiny, adm_tiny_out):
     _, params = adm_tiny
     x, t, _, want = adm_tiny_out

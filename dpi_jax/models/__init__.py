@@ -1,5 +1,7 @@
 """The networks of DPI: the guided-diffusion ADM UNet (the prior) and the condition corrector (CRT)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +21,14 @@ def make_model(kind: str, config: dict, dtype=jnp.float32) -> UNet:
 
 
 def abstract_params(model: UNet, batch: int = 1):
-    """The parameter tree of ``model`` as ShapeDtypeStructs, without computing anything."""
+    """The parameter tree of ``model`` as ShapeDtypeStructs, without computing anything. Tracing a UNet's ``init``
+    takes most of a second, so the tree is worked out once per model config (modules with equal fields are equal);
+    each call returns its own copy of the dicts."""
+    return jax.tree.map(lambda spec: spec, _abstract_params(model, batch))
+
+
+@functools.lru_cache(maxsize=16)
+def _abstract_params(model: UNet, batch: int):
     return jax.eval_shape(model.init, jax.random.key(0), *model.example_inputs(batch))["params"]
 
 
