@@ -293,7 +293,10 @@ def sample_batches(todo: list[Input], config: ml_collections.ConfigDict, prior, 
         lambda item: images.condition_from_lr(item.lr, prior.image_size, settings.k))
     num_seeds = int(config.num_seeds)
     mesh = sharding.data_mesh()
-    counts = distributed.counts(len(todo))  # every process's number of inputs
+    # Every process's input indices (the random keys) and whether its stderr is a terminal, in one gather.
+    gathered = distributed.gather_objects(([item.index for item in todo], sys.stderr.isatty()))
+    indices = [part for part, _ in gathered]
+    counts = [len(part) for part in indices]  # every process's number of inputs
     check_memory(config, prior.image_size, sum(counts))
     batch_size = effective_batch_size(config.batch_size, sum(counts), mesh.size)
     rows = sharding.process_rows(batch_size, mesh)
@@ -302,8 +305,6 @@ def sample_batches(todo: list[Input], config: ml_collections.ConfigDict, prior, 
     num_batches = max(-(-c // r) for c, r in zip(counts, per_process, strict=True))
     local_rows = rows.stop - rows.start
     # The global batches' input indices (every process's rows, padded with its last index or 0): the random keys.
-    gathered = distributed.gather_objects(([item.index for item in todo], sys.stderr.isatty()))
-    indices = [part for part, _ in gathered]
     padded_indices = [(part + [part[-1] if part else 0] * (num_batches * r - len(part)))
                       for part, r in zip(indices, per_process, strict=True)]
     side = prior.image_size // settings.k
