@@ -1,8 +1,8 @@
 """Super-resolve a folder of faces with DPI.
 
-    python sample.py --config configs/x8.py --config.input_dir=faces/ --config.output_dir=out/x8
+    python sample.py --config configs/paper.py:x8 --config.input_dir=faces/ --config.output_dir=out/x8
 
-Any config field can be overridden on the command line (``--config.tau=200``). See dpi_jax/sample_lib.py. The config
+Any config field can be overridden on the command line (``--config.dpi.tau=200``). See dpi_jax/sample_lib.py. The config
 is checked before any model is loaded (dpi_jax/validation.py); a setup error exits with status 2 and one line
 ``error: ...`` on stderr (``--verbose`` adds the traceback; dpi_jax/cli.py).
 """

@@ -1,6 +1,6 @@
 """Train the condition corrector (CRT) or a small DDPM prior.
 
-    python train.py --config configs/crt_x8.py --config.workdir=runs/crt_x8 --config.data.folder=faces/
+    python train.py --config configs/crt.py:x8 --config.workdir=runs/crt_x8 --config.data.folder=faces/
     python train.py --config configs/ddpm_demo.py --config.workdir=runs/ddpm_demo
 
 Rerunning the same command resumes from the latest checkpoint in the workdir (and repairs a ``model/`` export that a

@@ -1,6 +1,6 @@
 """A small DDPM prior on your own faces (a folder, or --config.data.source=tfds ...), at 64x64 by default: the demo
 prior's architecture with twice the channels. Sample with it through a sampling config's
---config.prior_checkpoint=<workdir>/model --config.var_type=fixed_small.
+--config.prior_checkpoint=<workdir>/model --config.dpi.var_type=fixed_small.
 
     python train.py --config configs/ddpm_small.py --config.workdir=runs/ddpm_small --config.data.folder=FACES/
 """

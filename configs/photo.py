@@ -10,17 +10,16 @@ prior has never seen a real face. For real restorations select the FFHQ 256x256 
 
     python sample.py --config configs/photo.py --config.input_dir=photos/ \\
         --config.prior_checkpoint=checkpoints/ffhq_10m --config.crt_checkpoint=checkpoints/crt_real \\
-        --config.scale=8 --config.var_type=learned_range --config.respacing='' \\
-        --config.tau=500 --config.s=1.0 --config.omega=1000
+        --config.scale=8 --config.dpi.var_type=learned_range --config.diffusion.respacing='' \\
+        --config.dpi.tau=500 --config.dpi.s=1.0 --config.dpi.omega=1000
 
-(the settings of configs/real.py; each face then becomes a 32x32 LR crop restored at 256x256).
+(the settings of configs/paper.py:real; each face then becomes a 32x32 LR crop restored at 256x256).
 """
 
 from configs import default, demo
 
 # Taken from configs/demo.py, so that the photo demo always samples like the bundled demo.
-DEMO_FIELDS = ("prior_checkpoint", "crt_checkpoint", "scale", "k", "respacing", "method", "tau", "s", "omega",
-               "var_type")
+DEMO_FIELDS = ("prior_checkpoint", "crt_checkpoint", "scale", "dpi", "diffusion")
 
 
 def get_config():
@@ -30,7 +29,7 @@ def get_config():
     config.output_dir = "out/photo"
     demo_config = demo.get_config()  # the demo models (64x64 prior, x8 CRT) and their settings
     for name in DEMO_FIELDS:
-        config[name] = demo_config[name]
+        config[name] = demo_config[name]  # whole sections: the demo's DPI settings and schedule
     config.num_seeds = 1  # seed 0 is pasted back; every seed's crop is written
     config.batch_size = 8  # faces restored at once (all photos' faces are batched together)
     # Photo.

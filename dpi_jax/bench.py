@@ -1,7 +1,7 @@
 """Speed and memory of the DPI sampler, as one JSON line.
 
-    python -m dpi_jax.bench --config configs/x8.py --batch 16 --steps 50 --dtype bf16   # full ffhq_10m + CRT_256
-    python -m dpi_jax.bench --config configs/x8.py --tiny                                  # small models, for a CPU
+    python -m dpi_jax.bench --config configs/paper.py:x8 --batch 16 --steps 50 --dtype bf16  # ffhq_10m + CRT_256
+    python -m dpi_jax.bench --config configs/paper.py:x8 --tiny                              # small models, for a CPU
     python -m dpi_jax.bench --tiny --sweep                                   # images/s at batch 1, 4, 8 and seeds
     python -m dpi_jax.bench --reference /path/to/DPI --batch 1 --steps 4 --repeats 3     # against the authors' code
 
@@ -105,8 +105,8 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
         nets: sampler.Networks | None = None) -> dict:
     """The default figures (see the module docstring) for one batch size."""
     nets = nets or make_networks(tiny, dtype, batch)
-    settings = sampler.Settings.from_config(config)
-    schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, str(steps))
+    settings = sampler.Settings(**config.dpi)
+    schedule = diffusion.make_schedule(config.diffusion.num_timesteps, config.diffusion.beta_schedule, str(steps))
     lr = _lr_input(jax.random.key(2), nets, batch, settings.k)
 
     # The whole sampler: compile ahead of time (compile seconds, XLA's memory plan), then time it.
@@ -127,7 +127,7 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
     run_sampler = lambda: sampler.sample(jax.random.key(4), lr, nets, schedule, settings)  # noqa: E731
     jax.block_until_ready(run_sampler())
     count = sampler.compilation_count()
-    t_max = config.num_timesteps - 1
+    t_max = config.diffusion.num_timesteps - 1
     for seed, tau, s, omega in [(5, 0.0, 1.0, 10.0), (6, t_max, 2.0, 3.0 * t_max)]:
         other = settings.replace(tau=tau, s=s, omega=omega)
         jax.block_until_ready(sampler.sample(jax.random.key(seed), lr, nets, schedule, other))
@@ -181,8 +181,8 @@ def sweep(config, steps: int, dtype, tiny: bool, repeats: int, seeds: int,
     """images/s of :func:`sampler.sample` at each batch size, and of :func:`sampler.sample_seeds` with ``seeds``
     seeds vmapped at batch 1 (images = seeds x batch). One compilation per row; the best of ``repeats`` runs."""
     nets = make_networks(tiny, dtype)
-    settings = sampler.Settings.from_config(config)
-    schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, str(steps))
+    settings = sampler.Settings(**config.dpi)
+    schedule = diffusion.make_schedule(config.diffusion.num_timesteps, config.diffusion.beta_schedule, str(steps))
     rows = []
     cases = [(b, None) for b in batches] + ([(1, seeds)] if seeds else [])
     for batch, num_seeds in cases:
@@ -327,7 +327,7 @@ def side_by_side(reference: str, batch: int, steps: int, repeats: int, tiny: boo
 
 def define_flags() -> None:
     """The command line's flags, defined by the entry point (importing dpi_jax.bench defines none)."""
-    cli.define_config_file("config", "configs/x8.py", "Sampling config (tau, s, omega, k).")
+    cli.define_config_file("config", "configs/paper.py:x8", "Sampling config (tau, s, omega, k).")
     flags.DEFINE_integer("batch", 1, "Images per batch.", lower_bound=1)
     flags.DEFINE_integer("steps", 20, "Sampler steps (respacing of the 1000-step schedule).", lower_bound=1)
     flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype of the networks.")

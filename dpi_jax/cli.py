@@ -15,7 +15,7 @@ Every tool parses its command line with absl flags, in one of two templates:
 
 - the tools with a config file (ml_collections: ``sample.py``, ``train.py``, ``evaluate``, ``bench``, ``app``) end
   with :func:`run`: :func:`parse_flags` makes a bad flag, an unloadable config file or an unknown config field
-  (``--config.tua=1``: "did you mean 'tau'?") one line ``error: ...`` and status 2 before anything is loaded,
+  (``--config.tau=1``: "did you mean 'dpi.tau'?") one line ``error: ...`` and status 2 before anything is loaded,
   unexpected positional arguments are refused, and ``--verbose`` is defined once here;
 - the tools with positional arguments (``port``, ``metrics``, ``metrics.bench``, ``demo.prior_samples``,
   ``demo.synthfaces``) return :func:`main_with_args` from their ``main(argv)``: their flags on a fresh
@@ -165,7 +165,7 @@ def _fail(message: str, status: int):
 
 
 def command_line_overrides(prefix: str = "config") -> list[str]:
-    """The dotted config fields set on the command line (``--config.tau=200`` gives ``"tau"``)."""
+    """The dotted config fields set on the command line (``--config.dpi.tau=200`` gives ``"dpi.tau"``)."""
     from absl import flags
 
     start = f"{prefix}."

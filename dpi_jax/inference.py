@@ -47,7 +47,7 @@ or point --config.prior_checkpoint at a converted checkpoint."""
 
 CRT_HELP = """\
 The CRT checkpoint {path} does not exist. Train one with
-    python train.py --config configs/crt_x8.py   (see the README)
+    python train.py --config configs/crt.py:x8   (see the README)
 or convert a PyTorch CRT with
     python -m dpi_jax.port crt.pt {path} --model crt
 or sample without the corrector: --config.crt_checkpoint=''"""
@@ -114,7 +114,7 @@ PRIOR_ONLY_NOTE = (
     "prior-only run: no CRT is configured (crt_checkpoint=''). This is a valid mode, the paper's Table 4 \"w/o CRT\": "
     "the condition stays the LR input's own pixels at every step, noised to each step's level (Eqs. 6-7), and is "
     "never corrected. Expect results close to the CRT's in consistency, grainier in detail; a CRT (train.py "
-    "--config configs/crt_x8.py, or a ported one) repairs the degraded condition pixels.")
+    "--config configs/crt.py:x8, or a ported one) repairs the degraded condition pixels.")
 
 
 SYNTHFACES_PREFIX = "synthfaces:"
@@ -142,7 +142,7 @@ def prepare_image(image: np.ndarray, config, image_size: int, label: str = "imag
         hr, lr = None, image
     else:
         raise ValueError(f"config.mode must be 'synthetic' or 'real', not {config.mode!r}")
-    return lr, images.condition_from_lr(lr, image_size, config.k), hr
+    return lr, images.condition_from_lr(lr, image_size, config.dpi.k), hr
 
 
 def synthfaces_split(input_dir: str) -> str | None:
@@ -285,11 +285,11 @@ def sample_batches(todo: list[Input], config: ml_collections.ConfigDict, prior, 
     ``fold_in(fold_in(PRNGKey(config.seed), i), n)`` whatever the settings, so that settings are compared on the
     same noise. ``progress`` shows a bar over the batches and one over the sampler's steps (one log line per batch
     instead when stderr is not a terminal, and then the compiled sampler reports no steps)."""
-    schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
-    settings = sampler.Settings.from_config(config, **(overrides or {})).validate(schedule.num_timesteps)
+    schedule = diffusion.make_schedule(**config.diffusion)
+    settings = sampler.Settings(**config.dpi).replace(**(overrides or {})).validate(schedule.num_timesteps)
     if prior.image_size % settings.k:
         raise SetupError(f"k = {settings.k}: must divide the prior's image size {prior.image_size}")
-    condition = (lambda item: item.condition) if settings.k == config.k else (
+    condition = (lambda item: item.condition) if settings.k == config.dpi.k else (
         lambda item: images.condition_from_lr(item.lr, prior.image_size, settings.k))
     num_seeds = int(config.num_seeds)
     mesh = sharding.data_mesh()

@@ -57,11 +57,13 @@ def expand_runs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collect
         run_config = config.copy_and_resolve_references()
         with run_config.unlocked():
             run_config.runs = ml_collections.ConfigDict()
-        unknown = sorted(set(fields) - set(run_config.keys()))
+        changes = validation.dotted_fields(fields)
+        known = validation.dotted_fields(run_config)
+        unknown = sorted(set(changes) - set(known))
         if unknown:
             raise validation.ConfigError([f"config.runs.{name}.{field}: not a field of the sampling config"
-                                          for field in unknown])
-        run_config.update(dict(fields))
+                                          f"{validation.closest_field(run_config, field)}" for field in unknown])
+        run_config.update_from_flattened_dict(changes)
         run_config.output_dir = str(Path(config.output_dir) / name)
         expanded.append((name, run_config))
     return expanded
@@ -79,8 +81,8 @@ def run(config: ml_collections.ConfigDict, runs: list | None = None) -> list[Pat
     written, rows = [], []
     with _locked(out_dir):
         for name, run_config in runs:
-            log.info("run %s: scale %s, tau %s, s %s, omega %s -> %s", name, run_config.scale, run_config.tau,
-                     run_config.s, run_config.omega, run_config.output_dir)
+            log.info("run %s: scale %s, tau %s, s %s, omega %s -> %s", name, run_config.scale, run_config.dpi.tau,
+                     run_config.dpi.s, run_config.dpi.omega, run_config.output_dir)
             run_written, run_rows = run_one(run_config)
             written += run_written
             rows += run_rows
@@ -122,7 +124,7 @@ def run_one(config: ml_collections.ConfigDict) -> tuple[list[Path], list]:
 
 
 def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path, image_size: int) -> tuple[list[Path], list]:
-    diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)  # a bad respacing fails early
+    diffusion.make_schedule(**config.diffusion)  # a bad respacing fails early
     num_seeds = int(config.num_seeds)
     todo = list_inputs(config, image_size, out_dir)  # this process's share
     first, total = distributed.place(len(todo))  # this process's first input's place among all, and their number
@@ -160,17 +162,20 @@ def _sample_folder(config: ml_collections.ConfigDict, out_dir: Path, image_size:
 
 
 def shadowed_overrides(config: ml_collections.ConfigDict, overrides=()) -> list[str]:
-    """The problems of command-line ``overrides`` (dotted field names, e.g. ``"tau"``) that no run would use: a
-    top-level field that a run of ``config.runs`` sets itself (the demo's runs set tau, s, omega, scale and
+    """The problems of command-line ``overrides`` (dotted field names, e.g. ``"dpi.tau"``) that no run would use: a
+    field that a run of ``config.runs`` sets itself (the demo's runs set dpi.tau, dpi.s, dpi.omega, scale and
     crt_checkpoint), so that the run's own value would silently win."""
     runs = config.get("runs") or {}
     problems = []
     for dotted in overrides:
-        field = dotted.split(".", 1)[0]
-        setters = [name for name, fields in runs.items() if field in fields]
-        if field != "runs" and setters:
-            problems.append(f"config.{dotted} = {config[field]!r}: not used, the run(s) {', '.join(setters)} of "
-                            f"config.runs set their own {field}; set it per run, e.g. "
+        if dotted.split(".", 1)[0] == "runs":
+            continue
+        setters = [name for name, fields in runs.items() if any(
+            field == dotted or field.startswith(f"{dotted}.") for field in validation.dotted_fields(fields))]
+        if setters:
+            value = validation.dotted_fields(config).get(dotted, "(a section)")
+            problems.append(f"config.{dotted} = {value!r}: not used, the run(s) {', '.join(setters)} of "
+                            f"config.runs set their own {dotted}; set it per run, e.g. "
                             f"--config.runs.{setters[0]}.{dotted}=...")
     return problems
 

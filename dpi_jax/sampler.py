@@ -32,7 +32,6 @@ Random draws: :func:`sample` derives, for step i, ``z`` and the RACM uniforms ``
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
@@ -85,13 +84,6 @@ class Settings:
 
     TRACED = ("tau", "s", "omega", "eta")
 
-    @classmethod
-    def from_config(cls, config, **overrides) -> "Settings":
-        """The settings of a sampling config (``configs/default.py``); ``overrides`` replace fields."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        values = {n: config[n] for n in names if n in config}
-        values.update(overrides)
-        return cls(**values)
 
     def validate(self, num_timesteps: int) -> "Settings":
         """Check every concrete value (traced ones are skipped); raises ValueError naming every invalid field, its

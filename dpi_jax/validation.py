@@ -105,6 +105,9 @@ def check_sampling(config: ml_collections.ConfigDict) -> None:
     """The sampling config (configs/default.py) on its own; raises :class:`ConfigError` listing every problem."""
     from dpi_jax import sampler
 
+    missing = [name for name in ("dpi", "diffusion") if not isinstance(config.get(name), ml_collections.ConfigDict)]
+    if missing:  # the layout of configs/default.py: sections that are sampler.Settings's and make_schedule's arguments
+        raise ConfigError([f"config.{name}: missing, or not a section (configs/default.py has it)" for name in missing])
     c = _Checker(config)
     c.choice("mode", SAMPLE_MODES)
     c.text("input_dir", "a folder or 'synthfaces:heldout' / 'synthfaces:train'")
@@ -116,10 +119,9 @@ def check_sampling(config: ml_collections.ConfigDict) -> None:
     c.integer("num_images", 0, note=" (0: all)")
     c.choice("dtype", DTYPES)
     c.integer("scale", 1)
-    c.integer("num_timesteps", 1)
-    c.choice("beta_schedule", ("linear", "cosine"))
-    c.respacing("respacing", config.num_timesteps)
-    c.boolean("clip_denoised")
+    c.integer("diffusion.num_timesteps", 1)
+    c.choice("diffusion.beta_schedule", ("linear", "cosine"))
+    c.respacing("diffusion.respacing", config.diffusion.num_timesteps)
     c.integer("batch_size", 1)
     c.integer("seed", 0, MAX_SEED, note=SEED_NOTE)
     c.integer("num_seeds", 1)
@@ -142,11 +144,14 @@ def check_sampling(config: ml_collections.ConfigDict) -> None:
         for name, check in checks.items():
             if name in config:
                 check()
-    num_timesteps = config.num_timesteps if isinstance(config.num_timesteps, int) and config.num_timesteps > 0 else 1
-    try:  # tau, s, omega, eta, k, method, var_type, refine, weight: the sampler's own rules, every problem
-        c.problems += [f"config.{problem}" for problem in sampler.Settings.from_config(config).problems(num_timesteps)]
-    except (TypeError, ValueError) as err:
-        c.problems.append(f"config: {err}")
+    num_timesteps = config.diffusion.num_timesteps
+    num_timesteps = num_timesteps if isinstance(num_timesteps, int) and num_timesteps > 0 else 1
+    try:  # the section's fields are sampler.Settings's arguments: the sampler's own rules, every problem
+        settings = sampler.Settings(**config.dpi)
+    except TypeError as err:
+        c.problems.append(f"config.dpi: {err} (its fields are dpi_jax.sampler.Settings's)")
+    else:
+        c.problems += [f"config.dpi.{problem}" for problem in settings.problems(num_timesteps)]
     c.raise_if_any()
 
 
@@ -154,8 +159,8 @@ def check_sampling_sizes(config: ml_collections.ConfigDict, image_size: int, crt
     """The rules that need the prior's image size (from its model.json, before loading it): k and scale divide it,
     and a CRT works at the same size."""
     c = _Checker(config)
-    for name, what in (("k", "the condition grid's sparsity"), ("scale", "the SR factor")):
-        if config[name] < 1 or image_size % config[name]:
+    for name, what in (("dpi.k", "the condition grid's sparsity"), ("scale", "the SR factor")):
+        if c.value(name) < 1 or image_size % c.value(name):
             c.fail(name, f"a divisor of the prior's image size {image_size} ({what})")
     if crt_size is not None and crt_size != image_size:
         c.problems.append(f"config.crt_checkpoint = {config.crt_checkpoint!r}: its CRT works at {crt_size}x{crt_size}, "
@@ -225,9 +230,23 @@ def _check_optimiser(c: _Checker):
 
 # ------------------------------------------------------------------------------------------ unknown fields
 
+def dotted_fields(fields, prefix: str = "") -> dict:
+    """The leaves of a nested mapping by dotted name: ``{"scale": 4, "dpi": {"tau": 100.0}}`` gives
+    ``{"scale": 4, "dpi.tau": 100.0}``."""
+    leaves = {}
+    for name, value in fields.items():
+        if isinstance(value, (dict, ml_collections.ConfigDict)):
+            leaves.update(dotted_fields(value, f"{prefix}{name}."))
+        else:
+            leaves[f"{prefix}{name}"] = value
+    return leaves
+
+
 def closest_field(config: ml_collections.ConfigDict, dotted: str) -> str:
-    """"; did you mean 'tau'?" for an unknown dotted field of ``config`` (difflib on the first unknown part, the
-    rest kept when it exists there), or "" when nothing is close."""
+    """"; did you mean 'dpi.tau'?" for an unknown dotted field of ``config``, or "" when nothing is close. The first
+    unknown part is looked up among the fields beside it (difflib), then, when it is not there, among the fields of
+    the sections beside it: a field named without its section (``tau`` for ``dpi.tau``) gets its path. The rest of
+    the name is kept where it exists there."""
     parts = dotted.split(".")
     node, known = config, []
     for depth, part in enumerate(parts):
@@ -236,10 +255,12 @@ def closest_field(config: ml_collections.ConfigDict, dotted: str) -> str:
         if part in node:
             node, known = node[part], known + [part]
             continue
-        match = difflib.get_close_matches(part, list(node.keys()), n=1, cutoff=0.5)
+        match = _closest_key(node, part)
         if not match:
             return ""
-        rest, node = parts[depth + 1:], node[match[0]]
+        rest = parts[depth + 1:]
+        for step in match:
+            node = node[step]
         for later in rest:
             if not (isinstance(node, ml_collections.ConfigDict) and later in node):
                 rest = []
@@ -247,3 +268,18 @@ def closest_field(config: ml_collections.ConfigDict, dotted: str) -> str:
             node = node[later]
         return f"; did you mean {'.'.join(known + match + rest)!r}?"
     return ""
+
+
+def _closest_key(node: ml_collections.ConfigDict, part: str) -> list[str]:
+    """The path below ``node`` that ``part`` most likely means: the same key in one of its sections, else a close
+    key of ``node``, else a close key of one of its sections; [] when none is close."""
+    sections = [name for name in node.keys() if isinstance(node[name], ml_collections.ConfigDict)]
+    inner = {f"{name}.{key}": key for name in sections for key in node[name].keys()}
+    exact = [path for path, key in inner.items() if key == part]
+    if exact:
+        return exact[0].split(".")
+    match = difflib.get_close_matches(part, list(node.keys()), n=1, cutoff=0.5)
+    if match:
+        return match
+    close = difflib.get_close_matches(part, list(inner.values()), n=1, cutoff=0.6)
+    return next(path.split(".") for path, key in inner.items() if key == close[0]) if close else []

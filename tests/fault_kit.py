@@ -10,7 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from configs import x8
+from configs import paper
 from dpi_jax import sample_lib
 from dpi_jax.models import abstract_params, make_model
 
@@ -49,11 +49,13 @@ BAD = ["g_huge", "h_corrupt", "i_empty", "j_truncated"]
 
 
 def sample_config(ckpts, inputs, out, **overrides) -> ml_collections.ConfigDict:
-    config = x8.get_config()
+    """configs/paper.py:x8 on the tiny checkpoints ``ckpts``, 2 steps; ``overrides`` by dotted name
+    (``**{"dpi.k": 0}``)."""
+    config = paper.get_config("x8")
     config.input_dir, config.output_dir = str(inputs), str(out)
     config.prior_checkpoint, config.crt_checkpoint = str(ckpts / "adm"), str(ckpts / "crt")
-    config.respacing, config.batch_size = "2", 4
-    config.update(overrides)
+    config.diffusion.respacing, config.batch_size = "2", 4
+    config.update_from_flattened_dict(overrides)
     return config
 
 

@@ -42,11 +42,12 @@ def bomb_bytes(side: int = 12_000) -> bytes:
 
 
 def test_paper_values_are_the_configs():
+    get_config = runpy.run_path(str(ROOT / "configs" / "paper.py"))["get_config"]
     for scale in (4, 8, 16):
-        config = runpy.run_path(str(ROOT / "configs" / f"x{scale}.py"))["get_config"]()
-        assert engine.paper_values(scale, "ddpm") == (config.tau, config.s, config.omega)
-        ddim = runpy.run_path(str(ROOT / "configs" / f"x{scale}_ddim20.py"))["get_config"]()
-        assert engine.paper_values(scale, "ddim") == (ddim.tau, ddim.s, ddim.omega)
+        config = get_config(f"x{scale}")
+        assert engine.paper_values(scale, "ddpm") == (config.dpi.tau, config.dpi.s, config.dpi.omega)
+        ddim = get_config(f"x{scale}_ddim20")
+        assert engine.paper_values(scale, "ddim") == (ddim.dpi.tau, ddim.dpi.s, ddim.dpi.omega)
     assert engine.paper_values(2, "ddpm") is None
 
 
@@ -113,7 +114,7 @@ def served():
     from dpi_jax.app import ui
 
     config = demo.get_config()
-    config.respacing = "10"  # the test's speed: 10 steps instead of the demo's 50
+    config.diffusion.respacing = "10"  # the test's speed: 10 steps instead of the demo's 50
     config.num_seeds = 2
     cwd = os.getcwd()
     os.chdir(ROOT)  # the demo config's weights/ paths

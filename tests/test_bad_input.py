@@ -25,12 +25,13 @@ def error_line(proc) -> str:
 # --- 1, 2, 10: the command lines -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args,expected", [
-    (["sample.py", "--config.tau=-1"], "--config.runs.x4.tau"),  # the demo's runs set tau: refused, not ignored
-    (["sample.py", "--config.tua=1"], "did you mean 'tau'"),  # no --config: the default file's fields
-    (["sample.py", "--config.runs.x9.tau=1"], "no field 'runs.x9.tau'"),
+    (["sample.py", "--config.dpi.tau=-1"], "--config.runs.x4.dpi.tau"),  # the runs set tau: refused, not ignored
+    (["sample.py", "--config.dpi.tua=1"], "did you mean 'dpi.tau'"),  # no --config: the default file's fields
+    (["sample.py", "--config.tau=1"], "did you mean 'dpi.tau'"),  # the flat layout of earlier versions
+    (["sample.py", "--config.runs.x9.dpi.tau=1"], "no field 'runs.x9.dpi.tau'"),
     (["sample.py", "--config.foo.bar=1"], "no field 'foo.bar'"),
-    (["-m", "dpi_jax.evaluate", "--config.tua=1"], "did you mean 'tau'"),
-    (["-m", "dpi_jax.bench", "--config.tua=1"], "did you mean 'tau'"),
+    (["-m", "dpi_jax.evaluate", "--config.dpi.tua=1"], "did you mean 'dpi.tau'"),
+    (["-m", "dpi_jax.bench", "--config.respacing=10"], "did you mean 'diffusion.respacing'"),
     (["-m", "dpi_jax.bench", "--batch=0", "--tiny"], "flag --batch=0: 0 is not a positive integer"),
     (["sample.py", "--config=README.md"], "--config README.md: not a usable config file"),
     (["sample.py", "--config=nowhere.py"], "no such file 'nowhere.py'"),
@@ -49,28 +50,32 @@ def test_command_line_mistakes_are_one_line_and_exit_2(args, expected, tmp_path)
 
 def test_overrides_that_a_run_sets_are_refused_and_others_reach_every_run():
     config = demo.get_config()
-    problems = sample_lib.shadowed_overrides(config, ["tau", "omega", "num_seeds", "runs.x8.tau"])
-    assert [p.split(" = ")[0] for p in problems] == ["config.tau", "config.omega"]
-    assert "--config.runs.x4.tau=..." in problems[0]
-    config.num_seeds = 5  # a field no run sets reaches every run
-    assert {run.num_seeds for _, run in sample_lib.expand_runs(config)} == {5}
+    problems = sample_lib.shadowed_overrides(config, ["dpi.tau", "dpi.omega", "num_seeds", "runs.x8.dpi.tau",
+                                                      "dpi.var_type"])
+    assert [p.split(" = ")[0] for p in problems] == ["config.dpi.tau", "config.dpi.omega"]
+    assert "--config.runs.x4.dpi.tau=..." in problems[0]
+    config.num_seeds, config.dpi.var_type = 5, "fixed_large"  # fields no run sets reach every run
+    runs = sample_lib.expand_runs(config)
+    assert {run.num_seeds for _, run in runs} == {5} and {run.dpi.var_type for _, run in runs} == {"fixed_large"}
+    assert [(name, run.scale, run.dpi.tau) for name, run in runs] == [("x4", 4, 100.0), ("x8", 8, 300.0)]
 
 
 # --- 3, 4: every problem at once, and nothing that fails after loading ----------------------------------------
 
 def test_every_bad_dpi_value_is_reported_at_once():
     config = default.get_config()
-    config.update(dict(tau=-1.0, s=0.0, omega=-3.0, eta=5.0))
+    config.dpi.update(dict(tau=-1.0, s=0.0, omega=-3.0, eta=5.0))
     with pytest.raises(validation.ConfigError) as err:
         validation.check_sampling(config)
-    assert [p.split(" = ")[0] for p in err.value.problems] == ["config.tau", "config.s", "config.omega", "config.eta"]
+    assert [p.split(" = ")[0] for p in err.value.problems] == [
+        "config.dpi.tau", "config.dpi.s", "config.dpi.omega", "config.dpi.eta"]
 
 
-@pytest.mark.parametrize("field,value", [("respacing", "0"), ("respacing", "-5"), ("respacing", "3,-1"),
-                                         ("seed", 2**63), ("seed", 2**32)])
+@pytest.mark.parametrize("field,value", [("diffusion.respacing", "0"), ("diffusion.respacing", "-5"),
+                                         ("diffusion.respacing", "3,-1"), ("seed", 2**63), ("seed", 2**32)])
 def test_values_that_used_to_fail_after_loading_are_refused_up_front(field, value):
     config = default.get_config()
-    config[field] = value
+    config.update_from_flattened_dict({field: value})
     with pytest.raises(validation.ConfigError, match=f"config.{field} = "):
         validation.check_sampling(config)
 
@@ -322,11 +327,11 @@ def test_ctrl_c_ends_a_tool_even_when_a_library_swallows_it():
 
 
 def test_photo_mode_on_any_sampling_config_uses_the_photo_defaults():
-    """--config.mode=photo on configs/x8.py (no photo fields) passes the checks (it stopped with KeyError 'upscale');
-    the pipeline then uses its defaults. A photo field that is present is still checked."""
-    from configs import x8
+    """--config.mode=photo on configs/paper.py:x8 (no photo fields) passes the checks (it stopped with KeyError
+    'upscale'); the pipeline then uses its defaults. A photo field that is present is still checked."""
+    from configs import paper
 
-    config = x8.get_config()
+    config = paper.get_config("x8")
     config.mode = "photo"
     validation.check_sampling(config)
     assert pipeline.setting(config, "upscale") == pipeline.DEFAULTS["upscale"]

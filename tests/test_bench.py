@@ -11,8 +11,8 @@ from tests.reference import run_python
 
 @pytest.mark.slow
 def test_bench_tiny_figures_and_sweep():
-    proc = run_python(["-m", "dpi_jax.bench", "--config", "configs/x8.py", "--tiny", "--steps", "2", "--batch", "1",
-                       "--repeats", "1", "--sweep", "--sweep_batches", "1,2", "--seeds", "2"])
+    proc = run_python(["-m", "dpi_jax.bench", "--config", "configs/paper.py:x8", "--tiny", "--steps", "2",
+                       "--batch", "1", "--repeats", "1", "--sweep", "--sweep_batches", "1,2", "--seeds", "2"])
     lines = proc.stdout.strip().splitlines()
     figures = json.loads(lines[-1])
     for key in ("compile_s", "temp_mib", "sampler_s", "forwards_s", "s_per_step_per_image", "images_per_s",

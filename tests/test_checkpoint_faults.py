@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import crt_demo_x8, ddpm_demo
+from configs import crt_demo, ddpm_demo
 from dpi_jax import checkpoint, cli, train_lib
 from dpi_jax.models import abstract_params, make_model
 from tests import fault_kit
@@ -93,7 +93,7 @@ def test_stored_scale(tmp_path):
 
 
 def test_training_export_stores_the_crt_scale(tmp_path):
-    config = crt_demo_x8.get_config()
+    config = crt_demo.get_config("x8")
     config.model.config = ml_collections.ConfigDict(TRAJ_CRT)
     state = SimpleNamespace(step=2, ema_params=random_params(1))
     model = train_lib.export_model(tmp_path / "crt", state, config)
@@ -192,10 +192,10 @@ def test_resume_repairs_a_half_written_export(tmp_path):
     again and removes the leftovers; a complete export of the same step is left alone."""
     from types import SimpleNamespace
 
-    from configs import crt_demo_x8
+    from configs import crt_demo
     from dpi_jax import train_lib
 
-    config = crt_demo_x8.get_config()
+    config = crt_demo.get_config("x8")
     config.model.config = ml_collections.ConfigDict(TRAJ_CRT)
     state = SimpleNamespace(step=2, ema_params=fault_kit.random_params("crt", TRAJ_CRT, 3))
     train_lib.export_model(tmp_path, state, config)

@@ -28,8 +28,8 @@ def test_demo_command_shortened(tmp_path):
     """`python sample.py` (its default is configs/demo.py: x8 and x4 runs) with 5 steps and 2 faces instead of 50 and
     4; on 5 steps (t = 999, 749, 500, 250, 0) x8's tau = 300 puts two in stage II, x4's tau = 100 one."""
     out = tmp_path / "demo"
-    proc = run_python(["sample.py", f"--config.output_dir={out}", "--config.respacing=5", "--config.num_images=2",
-                       "--config.batch_size=2"])
+    proc = run_python(["sample.py", f"--config.output_dir={out}", "--config.diffusion.respacing=5",
+                       "--config.num_images=2", "--config.batch_size=2"])
     assert proc.returncode == 0, proc.stderr
     assert "run x8: scale 8, tau 300.0, s 1.2, omega 750.0" in proc.stderr
     assert "run x4: scale 4, tau 100.0, s 1.4, omega 500.0" in proc.stderr

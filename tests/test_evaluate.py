@@ -61,8 +61,8 @@ def test_settings_and_sweeps():
     assert [(s.name, s.overrides, s.swept, s.value) for s in sweep] == [
         ("omega=1000", {"omega": 1000.0}, "omega", 1000.0), ("omega=500.5", {"omega": 500.5}, "omega", 500.5)]
     row = sweep[1].row(config)  # the config's other values, the swept one replaced
-    assert (row["setting"], row["tau"], row["s"], row["omega"], row["k"]) == ("omega=500.5", config.tau, config.s,
-                                                                              500.5, config.k)
+    assert (row["setting"], row["tau"], row["s"], row["omega"], row["k"]) == (
+        "omega=500.5", config.dpi.tau, config.dpi.s, 500.5, config.dpi.k)
     for bad in ("eta=1,2", "tau", "tau=", "tau=a,b"):
         with pytest.raises(ValueError, match="--sweep"):
             evaluate.parse_sweep(bad, config)
@@ -161,7 +161,8 @@ def tiny_config(checkpoints):
     config = default.get_config()
     config.input_dir, config.num_images, config.scale = "synthfaces:heldout", 2, 8
     config.prior_checkpoint, config.crt_checkpoint = str(checkpoints / "adm"), str(checkpoints / "crt")
-    config.respacing, config.tau, config.omega = "4", 400.0, 1000.0  # t = 0, 333, 666, 999: two steps of stage II
+    config.diffusion.respacing = "4"  # t = 0, 333, 666, 999: two steps of stage II
+    config.dpi.tau, config.dpi.omega = 400.0, 1000.0
     config.num_seeds, config.batch_size = 2, 2
     return config
 
@@ -302,7 +303,7 @@ def test_evaluate_ablation_end_to_end(random_checkpoints, fake_synthfaces, tmp_p
     from full DPI's on the same noise), the switches in the table, and compare.png with every column."""
     config = tiny_config(random_checkpoints)
     # 6 steps (t = 999, 799, 599, 400, 200, 0), stage II from t = 400: a refined condition reaches a later step's x.
-    config.num_seeds, config.respacing, config.tau = 1, "6", 500.0
+    config.num_seeds, config.diffusion.respacing, config.dpi.tau = 1, "6", 500.0
     out = tmp_path / "ablation"
     rows = evaluate.run(config, out, metrics="psnr,ssim,lr_psnr", ablation=True, progress=False)
     names = ["dpi", "dpi-no-crt", "dpi-no-refine", "dpi-no-stage2", "dpi-no-weight", "dpi-k4", "bicubic"]

@@ -28,7 +28,7 @@ def test_steps_are_reported_only_to_a_terminals_step_bar(ckpts, monkeypatch, ter
     config.update(dict(num_seeds=2, batch_size=2, respacing="10"))
     prior, prior_params = checkpoint.load_module(ckpts / "adm")
     lr = np.full((4, 4, 3), 128, np.uint8)
-    todo = [inference.Input(f"f{n}", lr, images.condition_from_lr(lr, prior.image_size, config.k), None, n)
+    todo = [inference.Input(f"f{n}", lr, images.condition_from_lr(lr, prior.image_size, config.dpi.k), None, n)
             for n in range(3)]
     calls = []
 

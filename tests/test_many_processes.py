@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--config.respacing=10", "--config.progress=False"]  # the demo (x4 and x8 runs), in 10 steps
+ARGS = ["--config.diffusion.respacing=10", "--config.progress=False"]  # the demo (x4 and x8 runs), in 10 steps
 
 
 def _free_port() -> int:
@@ -91,7 +91,7 @@ def test_an_image_gets_the_same_pixels_in_any_batch():
     from dpi_jax import inference
 
     config = demo.get_config()
-    config.respacing, config.num_seeds = "4", 2
+    config.diffusion.respacing, config.num_seeds = "4", 2
     models = inference.load_models(config)
     todo = inference.list_inputs(config, models[0].image_size)
     results = {}
@@ -193,7 +193,7 @@ def test_photo_mode_over_two_processes_writes_what_one_process_writes(tmp_path):
     for n in (1, 2):
         outs[n] = tmp_path / f"out{n}"
         _launch(["sample.py", "--config", "configs/photo.py", f"--config.input_dir={photos}",
-                 f"--config.output_dir={outs[n]}", "--config.respacing=10", "--config.num_seeds=2",
+                 f"--config.output_dir={outs[n]}", "--config.diffusion.respacing=10", "--config.num_seeds=2",
                  "--config.batch_size=2", "--config.upscale=1.5", "--config.progress=False"], n)
     files = sorted(p.name for p in outs[1].iterdir())
     assert files == sorted(p.name for p in outs[2].iterdir()) and "pair_face1_s1.png" in files

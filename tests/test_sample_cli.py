@@ -40,9 +40,11 @@ def inputs(tmp_path):
 
 
 def sample_args(checkpoints, inputs, out, *extra):
-    return ["sample.py", "--config", "configs/x8.py", f"--config.input_dir={inputs}", f"--config.output_dir={out}",
-            f"--config.prior_checkpoint={checkpoints / 'adm'}", f"--config.crt_checkpoint={checkpoints / 'crt'}",
-            "--config.respacing=6", "--config.batch_size=3", *extra]  # x8's (300, 1.2, 750) apply to any respacing
+    # x8's (300, 1.2, 750) apply to any respacing
+    return ["sample.py", "--config", "configs/paper.py:x8", f"--config.input_dir={inputs}",
+            f"--config.output_dir={out}", f"--config.prior_checkpoint={checkpoints / 'adm'}",
+            f"--config.crt_checkpoint={checkpoints / 'crt'}", "--config.diffusion.respacing=6", "--config.batch_size=3",
+            *extra]
 
 
 @pytest.mark.slow
@@ -68,7 +70,7 @@ def test_sample_writes_pngs_and_grid_and_skips_bad_files(checkpoints, inputs, tm
 
 
 def test_missing_prior_explains_the_port(tmp_path, inputs):
-    proc = run(["sample.py", "--config", "configs/x8.py", f"--config.input_dir={inputs}",
+    proc = run(["sample.py", "--config", "configs/paper.py:x8", f"--config.input_dir={inputs}",
                 f"--config.output_dir={tmp_path / 'out'}", f"--config.prior_checkpoint={tmp_path / 'nope'}"],
                check=False)
     assert proc.returncode != 0

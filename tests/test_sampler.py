@@ -282,21 +282,21 @@ def test_tau_and_omega_count_the_original_timestep():
     """The x8 config (the paper's tau = 300 of T = 1000) puts the same share of the schedule in stage II (t <= tau)
     whatever the respacing: 301 of 1000 DDPM steps (t = 0..300), 75 of 250 (t = round(j * 999/249) <= 300 for
     j = 0..74), 7 of DDIM-20 (t = 0, 50, ..., 300)."""
-    from configs import x8
+    from configs import paper
 
-    config = x8.get_config()
+    config = paper.get_config("x8")
     for respacing, stage_two in (("", 301), ("250", 75), ("ddim20", 7)):
-        config.respacing = respacing
-        sched = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
-        settings = sampler.Settings.from_config(config)
+        config.diffusion.respacing = respacing
+        sched = diffusion.make_schedule(**config.diffusion)
+        settings = sampler.Settings(**config.dpi)
         assert settings.tau == 300
         assert int((~sampler.stage_one(sched, settings.tau)).sum()) == stage_two, respacing
     # The DPI_20 preset: the authors' "i > 7 of 20 DDIM steps" is t > 350, stage I at t = 400, ..., 950 (12 steps).
-    from configs import x8_ddim20
+    from configs import paper
 
-    config = x8_ddim20.get_config()
-    sched = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
-    assert np.array_equal(sampler.stage_one(sched, config.tau), np.arange(20) > 7)
+    config = paper.get_config("x8_ddim20")
+    sched = diffusion.make_schedule(**config.diffusion)
+    assert np.array_equal(sampler.stage_one(sched, config.dpi.tau), np.arange(20) > 7)
 
 
 def test_per_image_settings_equal_separate_runs(toy_nets):

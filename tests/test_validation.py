@@ -4,7 +4,7 @@ what is allowed."""
 import ml_collections
 import pytest
 
-from configs import crt_x8, default
+from configs import crt, default
 from dpi_jax import validation
 from tests.fault_kit import error_line, run_main, sample_config
 from tests.reference import ROOT
@@ -13,29 +13,29 @@ from tests.reference import ROOT
 
 SAMPLING_CASES = [  # (field, value, words the message must hold)
     ("batch_size", 0, ">= 1"),
-    ("k", 0, ">= 1"),
-    ("respacing", "abc", "'ddimN'"),
-    ("respacing", "2000", "2000"),
+    ("dpi.k", 0, ">= 1"),
+    ("diffusion.respacing", "abc", "'ddimN'"),
+    ("diffusion.respacing", "2000", "2000"),
     ("dtype", "float16", "'bfloat16'"),
     ("grid_rows", 0, ">= 1"),
-    ("method", "bogus", "ddim"),
-    ("var_type", "bogus", "learned_range"),
-    ("tau", -1.0, "[0, 1000)"),
-    ("tau", float("nan"), "[0, 1000)"),
-    ("tau", 1000.0, "[0, 1000)"),
-    ("s", -1.0, "> 0"),
-    ("s", 0.0, "> 0"),
-    ("s", float("nan"), "> 0"),
-    ("omega", 0.0, "> 0"),
-    ("omega", -5.0, "> 0"),
-    ("eta", 2.0, "[0, 1]"),
+    ("dpi.method", "bogus", "ddim"),
+    ("dpi.var_type", "bogus", "learned_range"),
+    ("dpi.tau", -1.0, "[0, 1000)"),
+    ("dpi.tau", float("nan"), "[0, 1000)"),
+    ("dpi.tau", 1000.0, "[0, 1000)"),
+    ("dpi.s", -1.0, "> 0"),
+    ("dpi.s", 0.0, "> 0"),
+    ("dpi.s", float("nan"), "> 0"),
+    ("dpi.omega", 0.0, "> 0"),
+    ("dpi.omega", -5.0, "> 0"),
+    ("dpi.eta", 2.0, "[0, 1]"),
     ("num_images", -1, ">= 0"),
     ("num_seeds", 0, ">= 1"),
     ("seed_chunk", -1, ">= 0"),
     ("scale", 0, ">= 1"),
-    ("num_timesteps", 0, ">= 1"),
+    ("diffusion.num_timesteps", 0, ">= 1"),
     ("mode", "bogus", "'synthetic'"),
-    ("beta_schedule", "quadratic", "'cosine'"),
+    ("diffusion.beta_schedule", "quadratic", "'cosine'"),
     ("output_dir", "", "a folder"),
 ]
 
@@ -43,7 +43,7 @@ SAMPLING_CASES = [  # (field, value, words the message must hold)
 @pytest.mark.parametrize("field, value, allowed", SAMPLING_CASES, ids=lambda v: str(v))
 def test_sampling_config_rule(field, value, allowed):
     config = default.get_config()
-    config[field] = value
+    config.update_from_flattened_dict({field: value})
     with pytest.raises(validation.ConfigError) as err:
         validation.check_sampling(config)
     message = str(err.value)
@@ -52,18 +52,21 @@ def test_sampling_config_rule(field, value, allowed):
 
 
 def test_every_shipped_config_is_valid():
-    """Every file under configs/ (found by glob), with each variant a get_config(arg) offers: a sampling config
-    passes check_sampling, a training config (it has a model section) check_training."""
+    """Every file under configs/ (found by glob), with each variant its get_config(arg) offers (listed in its
+    VARIANTS): a sampling config passes check_sampling, a training config (it has a model section) check_training."""
     import importlib
     import inspect
 
-    checked = []
+    checked, files = [], []
     for path in sorted((ROOT / "configs").glob("*.py")):
         module = importlib.import_module(f"configs.{path.stem}")
         if not hasattr(module, "get_config"):
             continue
-        variants = getattr(module, "PAPER", None) if inspect.signature(module.get_config).parameters else None
-        for config in [module.get_config(v) for v in variants] if variants else [module.get_config()]:
+        files.append(path.stem)
+        takes_variant = bool(inspect.signature(module.get_config).parameters)
+        assert takes_variant == hasattr(module, "VARIANTS"), f"configs/{path.name}: VARIANTS lists get_config's args"
+        for variant in getattr(module, "VARIANTS", [None]):
+            config = module.get_config(variant) if variant else module.get_config()
             if "model" in config:
                 if not config.model.config:  # train_default: the base the crt_* and ddpm_* files complete
                     continue
@@ -73,12 +76,14 @@ def test_every_shipped_config_is_valid():
                 validation.check_training(config)
             else:
                 validation.check_sampling(config)
-            checked.append(path.stem)
-    assert {"default", "demo", "x8", "prior_only", "crt_x8", "ddpm_demo", "photo"} <= set(checked), checked
+            checked.append(f"{path.stem}:{variant}" if variant else path.stem)
+    assert set(files) - {"train_default"} == {name.split(":")[0] for name in checked}, checked
+    assert {"paper:x8", "paper:real", "paper:x16_ddim20", "crt:real", "crt_demo:x4", "prior_only:x4"} <= set(checked)
 
 
 def test_sampling_reports_every_problem_before_loading_anything(tmp_path, capsys):
-    config = sample_config(tmp_path / "no", tmp_path, tmp_path / "out", batch_size=0, dtype="float16", k=0)
+    config = sample_config(tmp_path / "no", tmp_path, tmp_path / "out", batch_size=0, dtype="float16",
+                           **{"dpi.k": 0})
     status, err = run_main(config, capsys)  # the checkpoints do not exist: the config is checked first
     line = error_line(err)
     assert status == 2 and all(f in line for f in ("batch_size = 0", "dtype = 'float16'", "k = 0"))
@@ -89,17 +94,21 @@ def test_runs_are_checked_by_name_before_loading_anything(tmp_path, capsys):
     """config.runs (the demo's x4 and x8): a field a run changes is checked like any other and named with its run;
     a field that the sampling config does not have is refused by its path."""
     config = sample_config(tmp_path / "no", tmp_path, tmp_path / "out")
-    config.runs = ml_collections.ConfigDict(dict(a=dict(tau=100.0), b=dict(tau=-1.0)))
+    config.runs = ml_collections.ConfigDict(dict(a=dict(dpi=dict(tau=100.0)), b=dict(dpi=dict(tau=-1.0))))
     status, err = run_main(config, capsys)
     line = error_line(err)
     assert status == 2 and "tau" in line and "(in run b)" in line and "(in run a)" not in line
     config.runs = ml_collections.ConfigDict(dict(a=dict(sigma=1.0)))
     status, err = run_main(config, capsys)
     assert status == 2 and "config.runs.a.sigma: not a field of the sampling config" in error_line(err)
+    config.runs = ml_collections.ConfigDict(dict(a=dict(tau=100.0)))  # a field of a section, by its path
+    status, err = run_main(config, capsys)
+    assert status == 2 and "config.runs.a.tau: not a field of the sampling config; did you mean 'dpi.tau'?" in (
+        error_line(err))
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("field, value", [("k", 3), ("scale", 3), ("k", 64)])
+@pytest.mark.parametrize("field, value", [("dpi.k", 3), ("scale", 3), ("dpi.k", 64)])
 def test_k_and_scale_must_divide_the_prior_size(ckpts, odd_inputs, tmp_path, capsys, field, value):
     status, err = run_main(sample_config(ckpts, odd_inputs, tmp_path / "out", **{field: value}), capsys)
     line = error_line(err)
@@ -108,8 +117,8 @@ def test_k_and_scale_must_divide_the_prior_size(ckpts, odd_inputs, tmp_path, cap
 
 
 def train_config() -> ml_collections.ConfigDict:
-    """configs/crt_x8.py with a workdir and synthetic data (its data folder is the user's)."""
-    config = crt_x8.get_config()
+    """configs/crt.py:x8 with a workdir and synthetic data (its data folder is the user's)."""
+    config = crt.get_config("x8")
     config.workdir, config.data.source = "runs/x", "synthetic"
     return config
 
@@ -167,8 +176,12 @@ def test_training_config_names_an_impossible_model_config():
 
 
 def test_unknown_field_names_the_closest_one():
-    assert validation.closest_field(default.get_config(), "tua") == "; did you mean 'tau'?"
-    assert (validation.closest_field(crt_x8.get_config(), "optim.lerning_rate")
+    assert validation.closest_field(default.get_config(), "dpi.tua") == "; did you mean 'dpi.tau'?"
+    # a field of a section, named without it (the layout before config.dpi / config.diffusion): its path
+    assert validation.closest_field(default.get_config(), "tau") == "; did you mean 'dpi.tau'?"
+    assert validation.closest_field(default.get_config(), "tua") == "; did you mean 'dpi.tau'?"
+    assert validation.closest_field(default.get_config(), "respacing") == "; did you mean 'diffusion.respacing'?"
+    assert (validation.closest_field(crt.get_config("x8"), "optim.lerning_rate")
             == "; did you mean 'optim.learning_rate'?")
-    assert validation.closest_field(crt_x8.get_config(), "modle.kind") == "; did you mean 'model.kind'?"
+    assert validation.closest_field(crt.get_config("x8"), "modle.kind") == "; did you mean 'model.kind'?"
     assert validation.closest_field(default.get_config(), "zzzzzz") == ""

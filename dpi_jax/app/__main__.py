@@ -1,9 +1,9 @@
 """A local page for DPI: tau, s and omega as sliders, seeds side by side, the tau sweep (docs/app.md).
 
     python -m dpi_jax.app                                          # the demo weights (configs/demo.py)
-    python -m dpi_jax.app --config configs/x8.py --config.respacing=250 --host 0.0.0.0 --port 8000
+    python -m dpi_jax.app --config configs/paper.py:x8 --config.diffusion.respacing=250 --host 0.0.0.0 --port 8000
 
---config: a sampling config (default configs/demo.py); any field can be overridden (--config.tau=200). Its runs
+--config: a sampling config (default configs/demo.py); any field can be overridden (--config.dpi.tau=200). Its runs
 (the demo's x8 and x4) give the page's scales, each with its CRT. The page binds 127.0.0.1 unless --host says
 otherwise, is never shared through a public link, and limits uploads to --max_upload_mb. Needs the [app] extra
 (pip install -e '.[app]').

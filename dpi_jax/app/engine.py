@@ -37,8 +37,8 @@ from dpi_jax.metrics import pixel
 
 log = logging.getLogger(__name__)
 
-# The paper's (tau, s, omega) in timestep units: DDPM-1000 per scale (configs/x4.py, x8.py, x16.py) and the authors'
-# one DDIM-20 setting (configs/default.py's ddim20_config); tests/test_app.py checks them against those configs.
+# The paper's (tau, s, omega) in timestep units: DDPM-1000 per scale (configs/paper.py:x4, x8, x16) and the authors'
+# one DDIM-20 setting (configs/paper.py:x8_ddim20); tests/test_app.py checks them against those configs.
 PAPER_DDPM = {4: (100.0, 1.4, 500.0), 8: (300.0, 1.2, 750.0), 16: (500.0, 1.0, 1000.0)}
 PAPER_DDIM = (350.0, 1.4, 1500.0)
 MAX_UPLOAD_MB = 20
@@ -111,7 +111,7 @@ def respacing(method: str, steps: int, num_timesteps: int) -> str:
 
 def config_steps(config: ml_collections.ConfigDict) -> int:
     """The number of steps a config's respacing gives."""
-    return len(diffusion.space_timesteps(int(config.num_timesteps), config.respacing))
+    return len(diffusion.space_timesteps(int(config.diffusion.num_timesteps), config.diffusion.respacing))
 
 
 @dataclasses.dataclass
@@ -200,12 +200,12 @@ class Engine:
         if not 1 <= int(controls.seeds) <= 64:
             raise ValueError(f"seeds = {controls.seeds}: must be in [1, 64]")
         config = self.runs[controls.scale].copy_and_resolve_references()
-        config.method = controls.method
-        config.respacing = respacing(controls.method, controls.steps, int(config.num_timesteps))
-        schedule = diffusion.make_schedule(config.num_timesteps, config.beta_schedule, config.respacing)
-        settings = sampler.Settings.from_config(config, tau=float(controls.tau), s=float(controls.s),
-                                                omega=float(controls.omega), refine=bool(controls.refine),
-                                                weight=bool(controls.weight))
+        config.dpi.method = controls.method
+        config.diffusion.respacing = respacing(controls.method, controls.steps, int(config.diffusion.num_timesteps))
+        schedule = diffusion.make_schedule(**config.diffusion)
+        settings = sampler.Settings(**config.dpi).replace(
+            tau=float(controls.tau), s=float(controls.s), omega=float(controls.omega), refine=bool(controls.refine),
+            weight=bool(controls.weight))
         return config, schedule, settings.validate(schedule.num_timesteps)
 
     def sample(self, face: Face, controls: Controls, progress: ProgressFn | None = None) -> np.ndarray:
@@ -265,8 +265,8 @@ class Engine:
         returns (strip PNG, plot PNG, rows)."""
         config, _, _ = self.check(controls)
         with config.unlocked():
-            config.s, config.omega = float(controls.s), float(controls.omega)
-            config.refine, config.weight = bool(controls.refine), bool(controls.weight)
+            config.dpi.update(dict(s=float(controls.s), omega=float(controls.omega), refine=bool(controls.refine),
+                                   weight=bool(controls.weight)))
         swept = eval_settings.parse_sweep(f"tau={taus}", config)
         if len(swept) > MAX_SWEEP:
             raise ValueError(f"{len(swept)} tau values: at most {MAX_SWEEP} in one sweep")

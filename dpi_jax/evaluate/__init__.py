@@ -3,11 +3,11 @@ diversity, for several settings.
 
     python -m dpi_jax.evaluate --config configs/demo.py --out out/eval
     python -m dpi_jax.evaluate --config configs/demo.py --sweep tau=0,100,300,500 --out out/eval_tau
-    python -m dpi_jax.evaluate --config configs/x8.py --config.input_dir=celeba1000/ --ablation \
+    python -m dpi_jax.evaluate --config configs/paper.py:x8 --config.input_dir=celeba1000/ --ablation \
         --out out/table4                                                                  # the paper's Table 4
-    python -m dpi_jax.evaluate --config configs/x8.py --config.input_dir=celeba1000/ --metrics=psnr,ssim,lpips,fid \
-        --out out/table1_x8                                                               # the paper's Table 1 row
-    python -m dpi_jax.evaluate --config configs/real.py --config.input_dir=lfw_lr/ --metrics=fid,is \
+    python -m dpi_jax.evaluate --config configs/paper.py:x8 --config.input_dir=celeba1000/ \
+        --metrics=psnr,ssim,lpips,fid --out out/table1_x8                                 # the paper's Table 1 row
+    python -m dpi_jax.evaluate --config configs/paper.py:real --config.input_dir=lfw_lr/ --metrics=fid,is \
         --fid_reference=ffhq_stats.npz --out out/lfw                                      # Table 2, no reference
 
 The config is a sampling config (``configs/default.py`` and the files built on it); any field can be overridden

@@ -43,7 +43,7 @@ def check_settings(config: ml_collections.ConfigDict, settings) -> None:
     problems = []
     for setting in settings:
         values = setting.sampler_settings(config)
-        problems += [f"setting {setting.name}: {p}" for p in values.problems(int(config.num_timesteps))]
+        problems += [f"setting {setting.name}: {p}" for p in values.problems(int(config.diffusion.num_timesteps))]
     if problems:
         raise validation.ConfigError(problems)
 

@@ -36,7 +36,7 @@ class Setting:
 
     def sampler_settings(self, config: ml_collections.ConfigDict) -> sampler.Settings:
         """The sampler's settings: the config's, with this setting's overrides."""
-        return sampler.Settings.from_config(config, **self.overrides)
+        return sampler.Settings(**config.dpi).replace(**self.overrides)
 
     def row(self, config: ml_collections.ConfigDict) -> dict:
         """The setting's fields of a result row: ``setting`` (the name), ``crt``, ``swept``, ``value`` and the
@@ -99,8 +99,9 @@ def ablation_settings(config: ml_collections.ConfigDict, k: int = ABLATION_K) ->
     (w = 1 in Eq. 9) | w/o k = 2 (sparsity ``k``, the same CRT). Needs a CRT checkpoint (the full column has one)."""
     if not config.crt_checkpoint:
         raise InputError("the Table 4 ablation needs a CRT (its first column is full DPI): set --config.crt_checkpoint")
-    if k == config.k:
-        raise InputError(f"--ablation_k {k}: must differ from config.k = {config.k} (Table 4's \"w/o k = 2\" column)")
+    if k == config.dpi.k:
+        raise InputError(f"--ablation_k {k}: must differ from config.dpi.k = {config.dpi.k} "
+                         "(Table 4's \"w/o k = 2\" column)")
     return [Setting("dpi", crt=True),
             Setting("dpi-no-crt", crt=False),
             Setting("dpi-no-refine", crt=True, overrides={"refine": False}),

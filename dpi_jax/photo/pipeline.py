@@ -194,7 +194,8 @@ def run(config: ml_collections.ConfigDict, *, checked: bool = False) -> list[Pat
             lr, transform = face_input(image, face.landmarks, prior_size, lr_size, f"{path}, face {i}")
             written.append(images.save_png(out_dir / f"{name}_lr.png", lr))
             photo.transforms.append(transform)
-            todo.append(inference.Input(name, lr, images.condition_from_lr(lr, prior_size, config.k), None, len(todo)))
+            condition = images.condition_from_lr(lr, prior_size, config.dpi.k)
+            todo.append(inference.Input(name, lr, condition, None, len(todo)))
             owners.append((len(photos), i))
         photos.append(photo)
 
