@@ -166,8 +166,9 @@ class Engine:
     def defaults(self, scale: int) -> Controls:
         """The controls of a scale as its config sets them."""
         c = self.runs[scale]
-        return Controls(scale, float(c.tau), float(c.s), float(c.omega), max(1, int(c.num_seeds)), c.method,
-                        config_steps(c), scale in self.crts, bool(c.refine), bool(c.weight))
+        dpi = c.dpi
+        return Controls(scale, float(dpi.tau), float(dpi.s), float(dpi.omega), max(1, int(c.num_seeds)), dpi.method,
+                        config_steps(c), scale in self.crts, bool(dpi.refine), bool(dpi.weight))
 
     def _demo_faces(self) -> dict[str, np.ndarray]:
         from dpi_jax.demo import synthfaces
