@@ -8,8 +8,6 @@ respacing (``diffusion.respacing="250"``, ``"ddim20"``, ...); see ``docs/algorit
 
 import ml_collections
 
-from dpi_jax.networks import NETWORKS
-
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -24,8 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.overwrite = False  # existing outputs are kept unless True
     # Models: directories written by `python -m dpi_jax.port` (or by train.py for a CRT). An empty crt_checkpoint
     # samples without the corrector.
-    config.prior_checkpoint = NETWORKS["ffhq_10m"].default_dir  # where `python -m dpi_jax.port` puts them
-    config.crt_checkpoint = NETWORKS["crt"].default_dir
+    config.prior_checkpoint = "checkpoints/ffhq_10m"
+    config.crt_checkpoint = "checkpoints/crt_x8"
     config.dtype = "float32"  # compute dtype of the networks: "float32" or "bfloat16"
     # Task.
     config.scale = 8

@@ -4,15 +4,6 @@ import os
 import shutil
 import tempfile
 
-# XLA's LLVM backend at optimisation level 0 for the whole session (this process and every tool it launches, which
-# inherit XLA_FLAGS): the tests' networks are tiny, so compiling dominates their time, and level 0 compiles about 2x
-# faster while running the tiny programs about 1.8x slower (tiny 32x32 sampler on 2 cores: 3.2-3.5 s against
-# 6.6-7.2 s to compile). It changes how XLA's kernels are generated, not what the program computes: the equivalence
-# tests' tolerances (float32 rounding) hold at either level. DPI_JAX_TEST_XLA_OPT=default keeps XLA's own level.
-if os.environ.get("DPI_JAX_TEST_XLA_OPT", "0") != "default" and "xla_backend_optimization_level" not in os.environ.get(
-        "XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
-
 import numpy as np
 import pytest
 from PIL import Image

@@ -32,12 +32,6 @@ def nchw_to_nhwc(array) -> jnp.ndarray:
     return jnp.asarray(np.asarray(array).transpose(0, 2, 3, 1))
 
 
-def with_xla_flags(*flags: str) -> str:
-    """This session's ``XLA_FLAGS`` (tests/conftest.py's) with ``flags`` added, for a subprocess that needs more
-    (forced host devices)."""
-    return " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
-
-
 def run_python(args, env=None, check=True) -> subprocess.CompletedProcess:
     """``python *args`` in the repository root (fresh process: own devices and jax flags); output captured."""
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=dict(os.environ, **(env or {})),

@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.reference import with_xla_flags
-
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--config.diffusion.respacing=10", "--config.progress=False"]  # the demo (x4 and x8 runs), in 10 steps
 
@@ -28,7 +26,7 @@ def _free_port() -> int:
 
 def _launch(command: list[str], num_processes: int) -> list[str]:
     """Run ``command`` (from the repository root) as ``num_processes`` processes of one run; their stderr."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=with_xla_flags("--xla_force_host_platform_device_count=1"))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
     address = f"127.0.0.1:{_free_port()}"
     procs = []
     for pid in range(num_processes):

@@ -14,7 +14,7 @@ from PIL import Image
 from configs import train_default
 from dpi_jax import checkpoint, data, tasks, train_lib
 from dpi_jax.demo import synthfaces
-from tests.reference import run_python, with_xla_flags
+from tests.reference import run_python
 
 TINY_CRT = dict(image_size=32, num_channels=16, num_res_blocks=1, channel_mult=(1, 2), learn_sigma=False,
                 attention_resolutions="8", num_heads=2, num_head_channels=16, use_scale_shift_norm=True,
@@ -222,7 +222,7 @@ def test_train_step_on_4_devices_equals_1_device():
     with 4 devices: a mesh of the first device, then of all four). Tolerance: the per-device partial sums of the
     loss and gradients are added in another order, so float32 rounding (~1e-7 relative) is expected; 1e-5 leaves
     room for its growth through Adam's normalised update."""
-    proc = run_python(["-c", ONE_STEP], env={"XLA_FLAGS": with_xla_flags("--xla_force_host_platform_device_count=4"),
+    proc = run_python(["-c", ONE_STEP], env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
                                              "JAX_PLATFORMS": "cpu"})
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     one, four = results["1"], results["4"]
