@@ -7,15 +7,17 @@ is checked before any model is loaded (dpi_jax/validation.py); a setup error exi
 ``error: ...`` on stderr (``--verbose`` adds the traceback; dpi_jax/cli.py).
 """
 
-from dpi_jax import cli, distributed, sample_lib
+from dpi_jax import cli, launch
 
 _CONFIG = cli.define_config_file("config", "configs/demo.py", "Sampling configuration file.")
-distributed.define_flags()
+launch.define_flags()
 
 
 def main():
+    from dpi_jax import sample_lib  # after the flags: a flag error or --help need not wait for JAX
+
     sample_lib.run_from_config(_CONFIG.value, overrides=cli.command_line_overrides(),
-                               launch=distributed.launch_from_flags())
+                               launch=launch.launch_from_flags())
 
 
 if __name__ == "__main__":

@@ -18,21 +18,23 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from dpi_jax import cli, distributed, train_lib, validation
+from dpi_jax import cli, launch, validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a workdir even when the config differs from its config.json in fields that "
     "change what is trained (config.json then holds the new config).")
-distributed.define_flags()
+launch.define_flags()
 flags.mark_flags_as_required(["config"])
 
 
 def main() -> int:
+    from dpi_jax import distributed, train_lib  # after the flags: a flag error or --help need not wait for JAX
+
     config = _CONFIG.value
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file operation at INFO
     logging.getLogger("dpi_jax").setLevel(logging.INFO)
-    distributed.initialize(**distributed.launch_from_flags())
+    distributed.initialize(**launch.launch_from_flags())
     validation.check_training(config)
     stop = train_lib.StopRequest()
     train_lib.train(config, config.workdir, stop=stop, allow_config_change=_ALLOW_CONFIG_CHANGE.value)

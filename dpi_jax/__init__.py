@@ -16,27 +16,31 @@ The sampling API, runnable as it stands on the bundled demo weights (64x64 prior
     x0 = dpi_jax.sample(jax.random.key(0), lr_bicubic, nets, schedule, settings)   # (1, 64, 64, 3) in [-1, 1]
 
 Importing the package also sets one XLA:CPU option that makes these networks faster on CPU
-(:mod:`dpi_jax.xla_cpu`; ``DPI_JAX_XLA_DEFAULTS=1`` leaves XLA alone).
+(:mod:`dpi_jax.xla_cpu`; ``DPI_JAX_XLA_DEFAULTS=1`` leaves XLA alone). The exported names are imported on first use
+(PEP 562), so that ``import dpi_jax.cli`` and a tool's ``--help`` or flag error do not wait for JAX.
 """
+
+import importlib
 
 from dpi_jax import xla_cpu
 
 xla_cpu.configure()  # before any JAX computation starts the CPU backend; see dpi_jax/xla_cpu.py
 
-from dpi_jax.checkpoint import load_module  # noqa: E402  (after the XLA option)
-from dpi_jax.diffusion import Schedule, make_schedule  # noqa: E402
-from dpi_jax.sampler import (  # noqa: E402
-    DEFAULT_SETTINGS,
-    Networks,
-    Settings,
-    compilation_count,
-    lower,
-    sample,
-    sample_prior,
-    sample_seeds,
-    sample_with_draws,
-)
-
 __version__ = "0.1.0"
-__all__ = ["load_module", "Schedule", "make_schedule", "DEFAULT_SETTINGS", "Networks", "Settings",
-           "compilation_count", "lower", "sample", "sample_prior", "sample_seeds", "sample_with_draws"]
+# name -> the module that defines it
+_EXPORTS = {"load_module": "checkpoint", "Schedule": "diffusion", "make_schedule": "diffusion",
+            **{name: "sampler" for name in ("DEFAULT_SETTINGS", "Networks", "Settings", "compilation_count", "lower",
+                                            "sample", "sample_prior", "sample_seeds", "sample_with_draws")}}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"dpi_jax.{_EXPORTS[name]}"), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'dpi_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

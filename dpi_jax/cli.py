@@ -41,6 +41,7 @@ import ml_collections
 
 from dpi_jax import compile_cache
 from dpi_jax.errors import DPIError
+from dpi_jax.launch import FLAGS as LAUNCH_FLAGS
 from dpi_jax.validation import closest_field
 
 if TYPE_CHECKING:
@@ -320,6 +321,10 @@ def run(program: Callable[[], object], *, config_flags: tuple[str, ...] = ("conf
 
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_bool("verbose", False, VERBOSE_HELP)
+    # --help lists the main module's key flags: the config file(s), --verbose and the launch flags are the tool's own
+    for name in (*config_flags, "verbose", *LAUNCH_FLAGS):
+        if name in flags.FLAGS:
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
     def main(argv: list[str]):
         if len(argv) > 1:

@@ -17,52 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import pickle
 
 import jax
 import numpy as np
-from absl import flags
 
 from dpi_jax.errors import SetupError
+from dpi_jax.launch import launch_settings
 
 log = logging.getLogger(__name__)
 
-ENV_ADDRESS, ENV_COUNT, ENV_ID = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"
-
-
-def define_flags() -> None:
-    """The launch flags of a multi-process run, for absl tools (sample.py)."""
-    flags.DEFINE_string("coordinator_address", None, f"host:port of process 0's coordinator (or ${ENV_ADDRESS}).")
-    flags.DEFINE_integer("num_processes", None, f"The number of processes of the run (or ${ENV_COUNT}).")
-    flags.DEFINE_integer("process_id", None, f"This process's id, 0 ... num_processes - 1 (or ${ENV_ID}).")
-    flags.DEFINE_bool("distributed", False, "Initialize jax.distributed with what JAX detects (TPU pod slices, "
-                      "SLURM), without the three flags above.")
-
-
-def launch_settings(coordinator_address=None, num_processes=None, process_id=None) -> dict | None:
-    """The arguments of ``jax.distributed.initialize`` from the flags, else the environment; None when neither
-    names a coordinator (a single-process run). Missing or bad values raise ValueError naming them."""
-    address = coordinator_address or os.environ.get(ENV_ADDRESS)
-    count = num_processes if num_processes is not None else os.environ.get(ENV_COUNT)
-    pid = process_id if process_id is not None else os.environ.get(ENV_ID)
-    if not address:
-        if count is not None or pid is not None:
-            raise SetupError(f"--num_processes/--process_id need --coordinator_address (or ${ENV_ADDRESS})")
-        return None
-    try:
-        count, pid = int(count), int(pid)
-    except (TypeError, ValueError):
-        raise SetupError(f"a multi-process run needs --num_processes and --process_id (or ${ENV_COUNT} and "
-                         f"${ENV_ID}) as integers; got {count!r} and {pid!r}") from None
-    if count < 1 or not 0 <= pid < count:
-        raise SetupError(f"process_id {pid} must be in 0 ... num_processes - 1 = {count - 1}")
-    return dict(coordinator_address=address, num_processes=count, process_id=pid)
-
-
 def initialize(coordinator_address=None, num_processes=None, process_id=None, auto: bool = False) -> bool:
-    """Join a multi-process run when one is configured (:func:`launch_settings`) or ``auto``; returns whether it did.
-    Must come before anything touches a JAX device."""
+    """Join a multi-process run when one is configured (:func:`dpi_jax.launch.launch_settings`) or ``auto``; returns
+    whether it did. Must come before anything touches a JAX device."""
     settings = launch_settings(coordinator_address, num_processes, process_id)
     if settings is None and not auto:
         return False
@@ -76,13 +43,6 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, au
     log.info("process %d of %d: %d of the run's %d devices", jax.process_index(), jax.process_count(),
              jax.local_device_count(), jax.device_count())
     return True
-
-
-def launch_from_flags() -> dict:
-    """The arguments of :func:`initialize` given by :func:`define_flags`'s flags."""
-    f = flags.FLAGS
-    return dict(coordinator_address=f.coordinator_address, num_processes=f.num_processes, process_id=f.process_id,
-                auto=f.distributed)
 
 
 def is_main() -> bool:

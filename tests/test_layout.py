@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dpi_jax import errors, validation
+from tests.reference import run_python
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dpi_jax"
 # The modules the rest is built on (the issue's "core"): they may import only each other.
@@ -94,7 +95,17 @@ def test_the_config_rules_and_the_command_line_stay_small():
     photo mode's background upsamplers, whose names config.background_upsampler may take; cli imports the rules."""
     edges = graph()
     assert edges["validation"] <= CORE | {"photo.paste"}, edges["validation"] - CORE
-    assert edges["cli"] <= {"compile_cache", "errors", "validation"}, edges["cli"]
+    assert edges["cli"] <= {"compile_cache", "errors", "launch", "validation"}, edges["cli"]
+
+
+def test_the_command_line_parses_without_jax():
+    """``import dpi_jax``, the command-line template and the launch flags import neither JAX nor Flax, so that a
+    tool's --help or a flag error answers at once (sample.py and train.py import their work after the flags)."""
+    proc = run_python(["-c", "import sys, dpi_jax, dpi_jax.cli, dpi_jax.launch; "
+                             "print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))"])
+    assert proc.stdout.strip() == "[]", proc.stdout
+    proc = run_python(["-c", "import sys, dpi_jax; dpi_jax.Settings; print('jax' in sys.modules)"])
+    assert proc.stdout.strip() == "True"  # the exported API is imported on first use
 
 
 def test_every_error_of_the_model_is_a_dpi_error_and_keeps_its_builtin_base():

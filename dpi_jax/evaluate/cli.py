@@ -7,7 +7,7 @@ from typing import Sequence
 
 import ml_collections
 
-from dpi_jax import distributed, images
+from dpi_jax import distributed, images, launch
 from dpi_jax.evaluate import measures
 from dpi_jax.evaluate.loop import evaluate
 from dpi_jax.evaluate.registry import METRICS
@@ -103,9 +103,9 @@ def _define_flags():
                         "of the ground-truth faces (needed without ground truth, config.mode=real).")
     flags.DEFINE_enum("id_descriptor", "fc8", ["fc8", "fc7"], "VGG-Face embedding: fc8 (2622-d, threshold 0.40, "
                       "the DeepFace the paper used) or fc7 (4096-d, threshold 0.68, today's DeepFace).")
-    distributed.define_flags()
+    launch.define_flags()
     # --help lists the key flags of the main module (python -m: dpi_jax/evaluate/__main__.py): make these its own
-    for flag in flags.FLAGS.flags_by_module_dict().get(__name__, []) + [flags.FLAGS["config"]]:
+    for flag in flags.FLAGS.flags_by_module_dict().get(__name__, []):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     return config, flags.FLAGS
 
@@ -118,7 +118,7 @@ def main():
     config_holder, FLAGS = _define_flags()
 
     def validated_run():
-        distributed.initialize(**distributed.launch_from_flags())
+        distributed.initialize(**launch.launch_from_flags())
         validation.check_sampling(config_holder.value)
         images.check_output_dir(FLAGS.out)
         weights = {key: FLAGS[f"{key}_weights"].value for key in measures.weight_folders()}
