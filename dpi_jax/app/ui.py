@@ -69,7 +69,7 @@ def build(engine: Engine) -> gr.Blocks:
     """The page."""
     scales = engine.scales
     first = engine.defaults(scales[-1] if 8 not in scales else 8)
-    num_timesteps = int(engine.runs[first.scale].num_timesteps)
+    num_timesteps = int(engine.runs[first.scale].diffusion.num_timesteps)
     demo_names = list(engine.demo)
 
     def controls_of(scale, method, steps, tau, s, omega, seeds, crt, refine, weight) -> Controls:
