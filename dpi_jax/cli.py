@@ -41,7 +41,6 @@ import ml_collections
 
 from dpi_jax import compile_cache
 from dpi_jax.errors import DPIError
-from dpi_jax.launch import FLAGS as LAUNCH_FLAGS
 from dpi_jax.validation import closest_field
 
 if TYPE_CHECKING:
@@ -322,9 +321,9 @@ def run(program: Callable[[], object], *, config_flags: tuple[str, ...] = ("conf
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_bool("verbose", False, VERBOSE_HELP)
     # --help lists the main module's key flags: the config file(s), --verbose and the launch flags are the tool's own
-    for name in (*config_flags, "verbose", *LAUNCH_FLAGS):
-        if name in flags.FLAGS:
-            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+    own = [flags.FLAGS[name] for name in (*config_flags, "verbose") if name in flags.FLAGS]
+    for flag in own + flags.FLAGS.flags_by_module_dict().get("dpi_jax.launch", []):  # launch.define_flags's
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
     def main(argv: list[str]):
         if len(argv) > 1:

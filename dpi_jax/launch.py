@@ -10,7 +10,6 @@ from absl import flags
 from dpi_jax.errors import SetupError
 
 ENV_ADDRESS, ENV_COUNT, ENV_ID = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"
-FLAGS = ("coordinator_address", "num_processes", "process_id", "distributed")  # defined by define_flags
 
 
 def define_flags() -> None:
