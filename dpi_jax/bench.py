@@ -3,6 +3,7 @@
     python -m dpi_jax.bench --config configs/paper.py:x8 --batch 16 --steps 50 --dtype bf16  # ffhq_10m + CRT_256
     python -m dpi_jax.bench --config configs/paper.py:x8 --tiny                              # small models, for a CPU
     python -m dpi_jax.bench --tiny --sweep                                   # images/s at batch 1, 4, 8 and seeds
+    python -m dpi_jax.bench --tiny --dtype_check --steps 10                  # bfloat16 against float32, same inputs
     python -m dpi_jax.bench --reference /path/to/DPI --batch 1 --steps 4 --repeats 3     # against the authors' code
 
 Random weights of the paper's model sizes (``FFHQ_10M`` and ``CRT_256``; ``--tiny``: 64x64 models with 32 channels).
@@ -64,8 +65,10 @@ def _best_times(fns, repeats):
     return best
 
 
-def _flops(compiled) -> float:
-    cost = compiled.cost_analysis()
+def _flops(lowered) -> float:
+    """XLA's FLOP count of a lowered program, taken before backend passes: after them, GPU convolutions are cuDNN
+    calls that the count leaves out (the compiled H200 program counted 4.9 of the 404 GFLOP of a prior+CRT call)."""
+    cost = lowered.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
@@ -87,13 +90,28 @@ def threads() -> dict:
     return {"cpus": cores, "torch_threads": torch.get_num_threads() if torch else None}
 
 
+def random_params(module, seed: int, batch: int = 1):
+    """Random parameters for ``module`` drawn by NumPy on the host (compiling a UNet's ``init`` takes longer than the
+    figures it serves): kernels normal with variance 1 / fan-in, norm scales 1, biases normal with std 0.02. Unlike
+    guided-diffusion's initialisation, no layer starts at zero, so the networks' outputs depend on every layer."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(module.init, jax.random.key(0), *module.example_inputs(batch))["params"]
+
+    def draw(path, leaf):
+        name = getattr(path[-1], "key", "")
+        if name == "scale":
+            return np.ones(leaf.shape, leaf.dtype)
+        std = 0.02 if name == "bias" or len(leaf.shape) < 2 else np.prod(leaf.shape[:-1]) ** -0.5
+        return (std * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
 def make_networks(tiny: bool, dtype, batch: int = 1) -> sampler.Networks:
-    """The prior and the CRT (the paper's sizes, or the tiny ones) with random parameters."""
+    """The prior and the CRT (the paper's sizes, or the tiny ones) with random parameters (:func:`random_params`)."""
     prior_cfg, crt_cfg = (TINY_PRIOR, TINY_CRT) if tiny else (FFHQ_10M, CRT_256)
     prior, crt = ADM(**prior_cfg, dtype=dtype), CRT(**crt_cfg, dtype=dtype)
-    prior_params = jax.jit(prior.init)(jax.random.key(0), *prior.example_inputs(batch))["params"]
-    crt_params = jax.jit(crt.init)(jax.random.key(1), *crt.example_inputs(batch))["params"]
-    return sampler.Networks(prior, prior_params, crt, crt_params)
+    return sampler.Networks(prior, random_params(prior, 0, batch), crt, random_params(crt, 1, batch))
 
 
 def _lr_input(key, nets: sampler.Networks, batch: int, k: int):
@@ -155,7 +173,7 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
         jax.block_until_ready(run_reporting())
 
     x_T = jax.random.normal(jax.random.key(7), lr.shape[:1] + (lr.shape[1] * settings.k,) * 2 + (3,))
-    call_flops = _flops(jax.jit(one_call).lower(x_T).compile())
+    call_flops = _flops(jax.jit(one_call).lower(x_T))
     forwards_jit = jax.jit(forwards)
     jax.block_until_ready(forwards_jit(x_T))
     with sampler.watch_steps(lambda i: bar.update(1)):
@@ -200,6 +218,37 @@ def sweep(config, steps: int, dtype, tiny: bool, repeats: int, seeds: int,
         rows.append({"batch": batch, "seeds": num_seeds or 1, "images": images, "first_call_s": round(first_s, 2),
                      "s_per_step_per_image": best / (steps * images), "images_per_s": images / best})
     return rows
+
+
+def dtype_agreement(config, steps: int, batch: int, tiny: bool) -> dict:
+    """How far bfloat16 compute moves the sampler's output from float32's, with the same (float32) parameters, LR
+    input, x_T and keys: the largest and mean absolute difference of the restored images (range [-1, 1]), their PSNR
+    (peak-to-peak 2), and the relative error of one prior+CRT call on x_T. The parameters stay float32 either way
+    (``ADM(dtype=...)`` casts at each layer, as guided-diffusion's fp16 policy)."""
+    nets32 = make_networks(tiny, jnp.float32, batch)
+    prior_cfg, crt_cfg = (TINY_PRIOR, TINY_CRT) if tiny else (FFHQ_10M, CRT_256)
+    nets16 = sampler.Networks(ADM(**prior_cfg, dtype=jnp.bfloat16), nets32.prior_params,
+                              CRT(**crt_cfg, dtype=jnp.bfloat16), nets32.crt_params)
+    settings = sampler.Settings(**config.dpi)
+    schedule = diffusion.make_schedule(config.diffusion.num_timesteps, config.diffusion.beta_schedule, str(steps))
+    lr = _lr_input(jax.random.key(2), nets32, batch, settings.k)
+    out = {name: np.asarray(sampler.sample(jax.random.key(4), lr, nets, schedule, settings), np.float64)
+           for name, nets in (("float32", nets32), ("bfloat16", nets16))}
+    diff = np.abs(out["bfloat16"] - out["float32"])
+    x_T = jax.random.normal(jax.random.key(7), lr.shape[:1] + (lr.shape[1] * settings.k,) * 2 + (3,))
+    t = jnp.full((batch,), config.diffusion.num_timesteps // 2, jnp.int32)
+
+    @jax.jit
+    def one_call(nets, x):
+        return nets.crt_fn()(nets.prior_fn()(x, t)[..., :3], t, x)
+
+    calls = {name: np.asarray(one_call(nets, x_T), np.float64) for name, nets in (("float32", nets32),
+                                                                                   ("bfloat16", nets16))}
+    call_error = np.linalg.norm(calls["bfloat16"] - calls["float32"]) / np.linalg.norm(calls["float32"])
+    return {"model": "tiny-64" if tiny else "ffhq_10m+crt_256", "batch": batch, "steps": steps,
+            "device": jax.devices()[0].device_kind, "max_abs_diff": float(diff.max()),
+            "mean_abs_diff": float(diff.mean()), "psnr_db": float(10 * np.log10(4.0 / np.mean(diff**2))),
+            "one_call_relative_error": float(call_error)}
 
 
 # --- the authors' sampler, for --reference -----------------------------------------------------------------------
@@ -334,6 +383,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("tiny", False, "Small 64x64 models instead of the paper's 256x256 ones.")
     flags.DEFINE_bool("compile_only", False, "Only compile the sampler: compile seconds and memory.")
     flags.DEFINE_integer("repeats", 3, "Timed runs of each; the best is reported.", lower_bound=1)
+    flags.DEFINE_bool("dtype_check", False, "Only compare the sampler's output in bfloat16 with float32's "
+                      "(dtype_agreement): differences, PSNR, one call's relative error.")
     flags.DEFINE_bool("sweep", False, "Also images/s at batch 1, 4, 8 and with --seeds seeds vmapped.")
     flags.DEFINE_list("sweep_batches", ["1", "4", "8"], "Batch sizes of the sweep.")
     flags.DEFINE_integer("seeds", 4, "Seeds of the sweep's sample_seeds row (batch 1); 0: no such row.",
@@ -351,6 +402,9 @@ def main():
                                       FLAGS.manifest)))
         return
     validation.check_sampling(FLAGS.config)
+    if FLAGS.dtype_check:
+        print(json.dumps({"dtype_check": dtype_agreement(FLAGS.config, FLAGS.steps, FLAGS.batch, FLAGS.tiny)}))
+        return
     dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[FLAGS.dtype]
     figures = run(FLAGS.config, FLAGS.batch, FLAGS.steps, dtype, FLAGS.tiny, FLAGS.repeats, FLAGS.compile_only)
     if FLAGS.sweep and not FLAGS.compile_only:

@@ -26,6 +26,13 @@ def pytest_configure(config):
     compile_cache.enable()
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject.toml's addopts): one worker per core, at most 4. Two workers on 2 cores take the whole
+    suite from about 16 to 12 minutes (docs/testing.md); beyond 4, the tests that launch 2 or 3 processes of their own
+    and XLA's thread pools would only contend, and each worker holds its own compiled programs (~2 GB)."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
 def pytest_unconfigure(config):
     for folder in _SESSION_CACHE:
         shutil.rmtree(folder, ignore_errors=True)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--config.diffusion.respacing=10", "--config.progress=False"]  # the demo (x4 and x8 runs), in 10 steps
+ARGS = ["--config.diffusion.respacing=4", "--config.progress=False"]  # the demo (x4 and x8 runs), in 4 steps
 
 
 def _free_port() -> int:
@@ -193,7 +193,7 @@ def test_photo_mode_over_two_processes_writes_what_one_process_writes(tmp_path):
     for n in (1, 2):
         outs[n] = tmp_path / f"out{n}"
         _launch(["sample.py", "--config", "configs/photo.py", f"--config.input_dir={photos}",
-                 f"--config.output_dir={outs[n]}", "--config.diffusion.respacing=10", "--config.num_seeds=2",
+                 f"--config.output_dir={outs[n]}", "--config.diffusion.respacing=4", "--config.num_seeds=2",
                  "--config.batch_size=2", "--config.upscale=1.5", "--config.progress=False"], n)
     files = sorted(p.name for p in outs[1].iterdir())
     assert files == sorted(p.name for p in outs[2].iterdir()) and "pair_face1_s1.png" in files
