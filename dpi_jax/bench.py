@@ -6,7 +6,8 @@
     python -m dpi_jax.bench --tiny --dtype_check --steps 10                  # bfloat16 against float32, same inputs
     python -m dpi_jax.bench --reference /path/to/DPI --batch 1 --steps 4 --repeats 3     # against the authors' code
 
-Random weights of the paper's model sizes (``FFHQ_10M`` and ``CRT_256``; ``--tiny``: 64x64 models with 32 channels).
+Random weights of the paper's model sizes (``FFHQ_10M`` and ``CRT_256``; ``--tiny``: 64x64 models with 32 channels),
+drawn on the host (:func:`random_params`).
 
 Default mode reports: compile seconds of the whole sampler and its temporary memory (XLA's plan: it must not grow
 with ``--steps``), seconds per sampler step per image, images/s at ``--steps``, GFLOP per prior+CRT call from XLA's
@@ -15,7 +16,8 @@ forwards time), how many recompilations changing tau, s, omega and the seed caus
 process (``peak_host_mib``, from ``getrusage``) and the device's peak memory where the backend reports it
 (``device_peak_mib``, null on CPU). ``--sweep`` adds ``sweep``: one row per batch size (1, 4, 8) and one for
 ``--seeds`` seeds vmapped by :func:`dpi_jax.sampler.sample_seeds` at batch 1, each with images/s
-(``--sweep_batches`` changes the batch sizes).
+(``--sweep_batches`` changes the batch sizes). ``--dtype_check`` instead compares the sampler's output in bfloat16
+with float32's on the same parameters, inputs and keys (:func:`dtype_agreement`).
 
 ``--reference DIR`` times the authors' PyTorch sampler (a checkout of JerryYann/DPI; needs torch and kornia) against
 this project's on the same networks (the reference's randomly initialised models, ported with

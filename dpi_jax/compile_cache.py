@@ -5,7 +5,9 @@ Every command-line tool (``sample.py``, also in photo mode, ``train.py``, ``pyth
 ``metrics`` / ``bench`` / ``app`` ...) calls :func:`enable` before its work starts, in :mod:`dpi_jax.cli`'s
 templates. The cache lives in ``$DPI_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/dpi_jax/xla``, else
 ``~/.cache/dpi_jax/xla``; ``DPI_JAX_CACHE_DIR=off`` switches it off. Programs that compile in under
-:data:`MIN_COMPILE_SECONDS` are not written (the many tiny helper programs). A library user who wants it calls
+:data:`MIN_COMPILE_SECONDS` are not written (the many tiny helper programs), unless ``$DPI_JAX_CACHE_MIN_COMPILE_S``
+says otherwise (the test session sets 0: its many short-lived processes each compiled about a hundred of them, ~7 s
+per process). A library user who wants it calls
 :func:`enable` too; importing dpi_jax does not. The test session uses one fresh cache folder for itself and every
 tool it launches (tests/conftest.py).
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 ENV = "DPI_JAX_CACHE_DIR"
 OFF = ("off", "0", "none", "")
 MIN_COMPILE_SECONDS = 0.5
+MIN_ENV = "DPI_JAX_CACHE_MIN_COMPILE_S"
 
 
 def cache_dir(environ=None) -> Path | None:
@@ -43,6 +46,11 @@ def enable(environ=None) -> Path | None:
     except OSError:
         return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    environ = os.environ if environ is None else environ
+    try:
+        min_seconds = float(environ.get(MIN_ENV, MIN_COMPILE_SECONDS))
+    except ValueError:
+        min_seconds = MIN_COMPILE_SECONDS
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", max(0.0, min_seconds))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return directory

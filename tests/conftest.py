@@ -19,10 +19,13 @@ def pytest_configure(config):
     """One persistent compilation cache (dpi_jax.compile_cache) for the whole session, in this process and in every
     tool the tests launch: a program that several tests compile (the tiny sampler, a train step, the metric
     networks), in-process or in a subprocess, is compiled once. The folder is new for every session (so a run here
-    measures what CI measures), unless DPI_JAX_CACHE_DIR is set; pytest-xdist's workers inherit it."""
+    measures what CI measures), unless DPI_JAX_CACHE_DIR is set; pytest-xdist's workers inherit it. Programs of any
+compile time are kept (DPI_JAX_CACHE_MIN_COMPILE_S=0)."""
     if compile_cache.ENV not in os.environ:
         _SESSION_CACHE.append(tempfile.mkdtemp(prefix="dpi_jax_test_xla_"))
         os.environ[compile_cache.ENV] = _SESSION_CACHE[0]
+    # every program, also the ~100 small ones (70 ms each) that each launched tool compiles on its way
+    os.environ.setdefault(compile_cache.MIN_ENV, "0")
     compile_cache.enable()
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 import dpi_jax.demo
 from configs import default
 from dpi_jax import checkpoint, evaluate, images, models, sample_lib
-from tests.reference import TRAJ_ADM, TRAJ_CRT, run_python
+from tests.reference import TRAJ_ADM, TRAJ_CRT, random_vggface_params, run_python
 
 
 def np_psnr(a, b):
@@ -251,10 +251,7 @@ def test_evaluate_the_paper_columns_with_random_metric_networks(random_checkpoin
     lpips.save(weights["lpips"], lpips_params, "alex")
     inception_params = inception.params_from_state_dict(torch_state(torch_reference.random_fid_inception_state_dict()))
     inception.save(weights["fid"], inception_params)
-    rng = np.random.default_rng(2)  # He-normal kernels keep the activations O(1) through the 16 layers
-    he = lambda leaf: rng.normal(0, (2 / np.prod(leaf.shape[:-1])) ** 0.5 if len(leaf.shape) > 1 else 0.1, leaf.shape)
-    vggface = jax.tree.map(lambda leaf: he(leaf).astype(np.float32), identity.abstract_params())
-    identity.save(weights["id"], vggface)
+    identity.save(weights["id"], random_vggface_params())
     config = tiny_config(random_checkpoints)
     config.num_seeds = 1
     out = tmp_path / "eval"
