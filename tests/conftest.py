@@ -36,6 +36,18 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The modules with the most slow tests run first, each module's tests together and in their order: the last
+    tests of a run on several workers (pytest-xdist) are then short ones, and no worker waits alone at the end on a
+    2-minute test. Module-scoped fixtures are set up once per worker, as before."""
+    modules = {}
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+    weight = {path: sum(item.get_closest_marker("slow") is not None for item in group)
+              for path, group in modules.items()}
+    items[:] = [item for path in sorted(modules, key=lambda p: -weight[p]) for item in modules[path]]
+
+
 def pytest_unconfigure(config):
     for folder in _SESSION_CACHE:
         shutil.rmtree(folder, ignore_errors=True)

@@ -17,6 +17,23 @@ def test_cache_dir_follows_the_environment(tmp_path):
     assert compile_cache.enable({"DPI_JAX_CACHE_DIR": "off"}) is None
 
 
+def test_min_compile_seconds_from_the_environment(tmp_path):
+    """DPI_JAX_CACHE_MIN_COMPILE_S sets which programs are kept (the test session: 0, all); unset or unreadable,
+    MIN_COMPILE_SECONDS. The session's own setting is restored afterwards."""
+    import os
+
+    import jax
+
+    try:
+        for value, want in (("2.5", 2.5), ("zero", compile_cache.MIN_COMPILE_SECONDS), (None, 0.5)):
+            environ = {"DPI_JAX_CACHE_DIR": str(tmp_path)} | ({compile_cache.MIN_ENV: value} if value else {})
+            assert compile_cache.enable(environ) == tmp_path
+            assert jax.config.jax_persistent_cache_min_compile_time_secs == want
+    finally:
+        compile_cache.enable(os.environ)
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == float(os.environ[compile_cache.MIN_ENV])
+
+
 @pytest.mark.slow
 def test_a_second_compile_loads_from_the_cache(tmp_path):
     """bench --compile_only twice with one cache folder: XLA's compile (``xla_compile_s``; tracing and lowering are

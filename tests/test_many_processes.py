@@ -124,13 +124,13 @@ def test_an_evaluation_over_two_processes_equals_one(tmp_path):
         out = tmp_path / f"eval{n}"
         _launch(["-m", "dpi_jax.evaluate", *ARGS, "--metrics=psnr,ssim,lr_psnr,diversity,fid,id",
                  f"--fid_weights={tmp_path / 'inception'}", f"--id_weights={tmp_path / 'vggface'}",
-                 "--no_crt_ablation", "--config.num_seeds=2", f"--out={out}"], n)
+                 "--no_crt_ablation", "--config.num_seeds=2", "--config.num_images=2", f"--out={out}"], n)
         results[n] = json.loads((out / "metrics.json").read_text())
         assert (out / "grid_dpi.png").exists()
     one, two = (results[n]["rows"] for n in (1, 2))
     assert [r["setting"] for r in one] == [r["setting"] for r in two] == ["dpi", "bicubic"]
     for a, b in zip(one, two, strict=True):
-        assert a["num_images"] == b["num_images"] == 4
+        assert a["num_images"] == b["num_images"] == 2  # one input per process
         for column in ("psnr", "ssim", "lr_psnr", "diversity", "id_cs"):
             assert abs(a[column] - b[column]) <= 1e-3, (a["setting"], column, a[column], b[column])
         assert abs(a["fid"] - b["fid"]) <= 1e-3 * abs(a["fid"]) and a["id_acc"] == b["id_acc"]
