@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from dpi_jax import cli, diffusion, inference, sampler, validation
 from dpi_jax.errors import InputError
-from dpi_jax.models import ADM, CRT, CRT_256, FFHQ_10M
+from dpi_jax.models import ADM, CRT, CRT_256, FFHQ_10M, abstract_params
 
 FLAGS = flags.FLAGS
 
@@ -97,7 +97,6 @@ def random_params(module, seed: int, batch: int = 1):
     figures it serves): kernels normal with variance 1 / fan-in, norm scales 1, biases normal with std 0.02. Unlike
     guided-diffusion's initialisation, no layer starts at zero, so the networks' outputs depend on every layer."""
     rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(module.init, jax.random.key(0), *module.example_inputs(batch))["params"]
 
     def draw(path, leaf):
         name = getattr(path[-1], "key", "")
@@ -106,14 +105,33 @@ def random_params(module, seed: int, batch: int = 1):
         std = 0.02 if name == "bias" or len(leaf.shape) < 2 else np.prod(leaf.shape[:-1]) ** -0.5
         return (std * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
 
-    return jax.tree_util.tree_map_with_path(draw, shapes)
+    return jax.tree_util.tree_map_with_path(draw, abstract_params(module, batch))
+
+
+def model_name(tiny: bool) -> str:
+    return "tiny-64" if tiny else "ffhq_10m+crt_256"
+
+
+def _modules(tiny: bool, dtype) -> tuple[ADM, CRT]:
+    """The prior and the CRT modules: the paper's sizes, or the tiny ones."""
+    prior_cfg, crt_cfg = (TINY_PRIOR, TINY_CRT) if tiny else (FFHQ_10M, CRT_256)
+    return ADM(**prior_cfg, dtype=dtype), CRT(**crt_cfg, dtype=dtype)
 
 
 def make_networks(tiny: bool, dtype, batch: int = 1) -> sampler.Networks:
     """The prior and the CRT (the paper's sizes, or the tiny ones) with random parameters (:func:`random_params`)."""
-    prior_cfg, crt_cfg = (TINY_PRIOR, TINY_CRT) if tiny else (FFHQ_10M, CRT_256)
-    prior, crt = ADM(**prior_cfg, dtype=dtype), CRT(**crt_cfg, dtype=dtype)
+    prior, crt = _modules(tiny, dtype)
     return sampler.Networks(prior, random_params(prior, 0, batch), crt, random_params(crt, 1, batch))
+
+
+def _prior_crt_call(nets: sampler.Networks, x, t):
+    """One prior call and one CRT call, as a sampler step makes them (the CRT reads the prior's x-hat-0 channels)."""
+    return nets.crt_fn()(nets.prior_fn()(x, t)[..., :3], t, x)
+
+
+def _x_T(lr, k: int):
+    """A fixed x_T of the size the sampler restores ``lr`` to at sparsity ``k``."""
+    return jax.random.normal(jax.random.key(7), lr.shape[:1] + (lr.shape[1] * k,) * 2 + (3,))
 
 
 def _lr_input(key, nets: sampler.Networks, batch: int, k: int):
@@ -138,7 +156,7 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
     memory = compiled.memory_analysis()
     figures = {
         "device": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
-        "model": "tiny-64" if tiny else "ffhq_10m+crt_256", "dtype": jnp.dtype(dtype).name, "batch": batch,
+        "model": model_name(tiny), "dtype": jnp.dtype(dtype).name, "batch": batch,
         "steps": steps, "compile_s": round(compile_s, 2), "xla_compile_s": round(xla_compile_s, 2),
         "temp_mib": getattr(memory, "temp_size_in_bytes", float("nan")) / 2**20,
     }
@@ -154,17 +172,13 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
     recompilations = sampler.compilation_count() - count
 
     # The networks alone: one prior and one CRT call per step, chained so that nothing is hoisted out of the loop.
-    prior_fn, crt_fn = nets.prior_fn(), nets.crt_fn()
-
     def forwards(x):
         def body(x, t):
-            tt = jnp.full((batch,), t)
-            return crt_fn(prior_fn(x, tt)[..., :3], tt, x), None
+            return _prior_crt_call(nets, x, jnp.full((batch,), t)), None
         return jax.lax.scan(body, x, schedule.timestep_map)[0]
 
     def one_call(x):
-        tt = jnp.zeros((batch,), jnp.int32)
-        return crt_fn(prior_fn(x, tt)[..., :3], tt, x)
+        return _prior_crt_call(nets, x, jnp.zeros((batch,), jnp.int32))
 
     # The step progress bar of sample.py (dpi_jax.inference.StepBar): reports every 1/50 of the steps to a bar.
     bar = tqdm(total=steps * (repeats + 1), file=io.StringIO(), mininterval=0)
@@ -174,7 +188,7 @@ def run(config, batch: int, steps: int, dtype, tiny: bool, repeats: int, compile
     with sampler.watch_steps(lambda i: bar.update(1)):
         jax.block_until_ready(run_reporting())
 
-    x_T = jax.random.normal(jax.random.key(7), lr.shape[:1] + (lr.shape[1] * settings.k,) * 2 + (3,))
+    x_T = _x_T(lr, settings.k)
     call_flops = _flops(jax.jit(one_call).lower(x_T))
     forwards_jit = jax.jit(forwards)
     jax.block_until_ready(forwards_jit(x_T))
@@ -228,26 +242,21 @@ def dtype_agreement(config, steps: int, batch: int, tiny: bool) -> dict:
     (peak-to-peak 2), and the relative error of one prior+CRT call on x_T. The parameters stay float32 either way
     (``ADM(dtype=...)`` casts at each layer, as guided-diffusion's fp16 policy)."""
     nets32 = make_networks(tiny, jnp.float32, batch)
-    prior_cfg, crt_cfg = (TINY_PRIOR, TINY_CRT) if tiny else (FFHQ_10M, CRT_256)
-    nets16 = sampler.Networks(ADM(**prior_cfg, dtype=jnp.bfloat16), nets32.prior_params,
-                              CRT(**crt_cfg, dtype=jnp.bfloat16), nets32.crt_params)
+    prior16, crt16 = _modules(tiny, jnp.bfloat16)
+    nets16 = sampler.Networks(prior16, nets32.prior_params, crt16, nets32.crt_params)
     settings = sampler.Settings(**config.dpi)
     schedule = diffusion.make_schedule(config.diffusion.num_timesteps, config.diffusion.beta_schedule, str(steps))
     lr = _lr_input(jax.random.key(2), nets32, batch, settings.k)
     out = {name: np.asarray(sampler.sample(jax.random.key(4), lr, nets, schedule, settings), np.float64)
            for name, nets in (("float32", nets32), ("bfloat16", nets16))}
     diff = np.abs(out["bfloat16"] - out["float32"])
-    x_T = jax.random.normal(jax.random.key(7), lr.shape[:1] + (lr.shape[1] * settings.k,) * 2 + (3,))
+    x_T = _x_T(lr, settings.k)
     t = jnp.full((batch,), config.diffusion.num_timesteps // 2, jnp.int32)
-
-    @jax.jit
-    def one_call(nets, x):
-        return nets.crt_fn()(nets.prior_fn()(x, t)[..., :3], t, x)
-
-    calls = {name: np.asarray(one_call(nets, x_T), np.float64) for name, nets in (("float32", nets32),
-                                                                                   ("bfloat16", nets16))}
+    one_call = jax.jit(_prior_crt_call)
+    calls = {name: np.asarray(one_call(nets, x_T, t), np.float64) for name, nets in (("float32", nets32),
+                                                                                      ("bfloat16", nets16))}
     call_error = np.linalg.norm(calls["bfloat16"] - calls["float32"]) / np.linalg.norm(calls["float32"])
-    return {"model": "tiny-64" if tiny else "ffhq_10m+crt_256", "batch": batch, "steps": steps,
+    return {"model": model_name(tiny), "batch": batch, "steps": steps,
             "device": jax.devices()[0].device_kind, "max_abs_diff": float(diff.max()),
             "mean_abs_diff": float(diff.mean()), "psnr_db": float(10 * np.log10(4.0 / np.mean(diff**2))),
             "one_call_relative_error": float(call_error)}
@@ -369,7 +378,7 @@ def side_by_side(reference: str, batch: int, steps: int, repeats: int, tiny: boo
             times[name].append(time.perf_counter() - start)
     per = {name: min(values) / (batch * steps) for name, values in times.items()}
     return {
-        "model": "tiny-64" if tiny else "ffhq_10m+crt_256", "batch": batch, "steps": steps, "repeats": repeats,
+        "model": model_name(tiny), "batch": batch, "steps": steps, "repeats": repeats,
         "reference_s_per_image_step": round(per["reference"], 4), "project_s_per_image_step": round(per["project"], 4),
         "speedup": round(per["reference"] / per["project"], 3), "project_first_call_s": round(first_s, 2),
         "all_s": {name: [round(v, 3) for v in values] for name, values in times.items()},

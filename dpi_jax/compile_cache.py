@@ -38,6 +38,7 @@ def enable(environ=None) -> Path | None:
     None when switched off. A folder that cannot be created leaves the cache off (the run goes on, uncached)."""
     import jax
 
+    environ = os.environ if environ is None else environ
     directory = cache_dir(environ)
     if directory is None:
         return None
@@ -46,7 +47,6 @@ def enable(environ=None) -> Path | None:
     except OSError:
         return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
-    environ = os.environ if environ is None else environ
     try:
         min_seconds = float(environ.get(MIN_ENV, MIN_COMPILE_SECONDS))
     except ValueError:
